@@ -1,0 +1,44 @@
+# Quick start targets. Each one sets itself up: a local virtual environment in
+# .venv with the CPU build of torch installed first (an unpinned torch would
+# pull a multi-GB CUDA build), then this package with all its extras.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mrgrpo-installed
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM = false
+export HF_HUB_OFFLINE = 1
+export MPLBACKEND = Agg
+
+.PHONY: setup test book book-check clean-book screenshots bench
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[llm,book,data,dev]"
+	touch $(STAMP)
+
+## Run the test suite (CPU, offline).
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+## Build the book: execute every chapter at CPU scale and render HTML into _build/html.
+book: setup
+	JUPYTER_DATA_DIR=$(CURDIR)/_build/.jupyter JUPYTER_RUNTIME_DIR=$(CURDIR)/_build/.jupyter/runtime \
+	  $(BIN)/jupyter-book build -W --keep-going .
+	@echo "book: open _build/html/index.html"
+
+clean-book:
+	rm -rf _build
+
+## Screenshot every rendered chapter with headless Chromium into _build/screenshots.
+screenshots:
+	$(BIN)/python scripts/screenshot_book.py _build/html _build/screenshots
+
+## Speed benchmarks (ratios against named baselines, measured in one run).
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
