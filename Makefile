@@ -22,18 +22,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[llm,book,data,dev]"
 	touch $(STAMP)
 
-## Run the test suite (CPU, offline).
+## Run the test suite (CPU, offline). The cloud tests start a real sshd on loopback;
+## scripts/ensure_sshd.sh installs openssh-server when it is missing (needs root or sudo).
 test: setup
+	bash scripts/ensure_sshd.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 ## Build the book: execute every chapter at CPU scale and render HTML into _build/html.
+## MathJax is vendored first (scripts/vendor_mathjax.sh) so math renders offline.
 book: setup
+	./scripts/vendor_mathjax.sh
 	JUPYTER_DATA_DIR=$(CURDIR)/_build/.jupyter JUPYTER_RUNTIME_DIR=$(CURDIR)/_build/.jupyter/runtime \
-	  $(BIN)/jupyter-book build -W --keep-going .
+	  PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/jupyter-book build -W --keep-going .
 	@echo "book: open _build/html/index.html"
 
 clean-book:
-	rm -rf _build
+	rm -rf _build _static_vendor
 
 ## Screenshot every rendered chapter with headless Chromium into _build/screenshots.
 screenshots:
