@@ -5,11 +5,18 @@ Each function states its equation in the docstring and validates its input
 ``w (R,)``, per-channel scales ``sigma (R,)``, population correlation
 ``C (R, R)``, group size ``m``.
 
+Batches: the Prop-1 and Theorem-3 closed forms also take stacks
+``w (..., R)``, ``sigma (..., R)``, ``C (..., R, R)`` (and an array ``m``);
+the leading dimensions broadcast against each other by numpy's rules, and a
+bad matrix is named by its batch index. Their unvalidated kernels
+(``_influence_an``, ``_influence_na``, ``_expected_sample_correlation``) serve
+callers that build valid inputs themselves (:mod:`mrgrpo.analysis`).
+
 - Prop 1 (influence law): :func:`influence_an`, :func:`influence_na`.
 - Prop 2 (resolution): :func:`lattice_count`, :func:`sum_lattice_bound`,
   :func:`product_lattice_condition`.
 - Theorem 3 (MSE law): :func:`thm3_oracle_mse`, :func:`expected_sample_correlation`,
-  :func:`thm3_selfnorm_mse`.
+  :func:`thm3_selfnorm_mse`; the exact Gaussian :func:`gaussian_expected_correlation`.
 - Supplement (figS3): :func:`gaussian_sigma_hat_mean`, :func:`gaussian_sigma_hat_bias`.
 - Baseline bias (fig2a): :func:`single_reward_theta`, :func:`baseline_estimator_mean`.
 - Prop 4 (bias law): :func:`prop4_beta`, :func:`prop4_gamma_star`.
@@ -17,7 +24,9 @@ Each function states its equation in the docstring and validates its input
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln
+from scipy.special import gammaln, hyp2f1
+
+from mrgrpo.stats import _check_eps
 
 __all__ = [
     "influence_an",
@@ -28,6 +37,7 @@ __all__ = [
     "thm3_oracle_mse",
     "expected_sample_correlation",
     "thm3_selfnorm_mse",
+    "gaussian_expected_correlation",
     "gaussian_sigma_hat_mean",
     "gaussian_sigma_hat_bias",
     "single_reward_theta",
@@ -44,44 +54,80 @@ _MAX_LATTICE_POINTS = 20_000_000
 # validation
 # ----------------------------------------------------------------------------
 def _vector(x, name: str, R: int | None = None) -> np.ndarray:
+    """A finite, non-empty 1-D vector (of length ``R`` when given)."""
     arr = np.asarray(x, dtype=float)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D vector, got shape {arr.shape}")
-    if R is not None and arr.shape[0] != R:
-        raise ValueError(f"{name} has length {arr.shape[0]} but C has R = {R} channels")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
-    return arr
+    return _batch_vector(arr, name, arr.shape[0] if R is None else R)
+
+
+def _at(bad: np.ndarray) -> str:
+    """``""`` for a single item, else ``"[i, j]"``: the first batch index where ``bad`` holds."""
+    if bad.ndim == 0:
+        return ""
+    return "[" + ", ".join(str(int(i)) for i in np.argwhere(bad)[0]) + "]"
 
 
 def check_correlation(C, *, atol: float = 1e-10) -> np.ndarray:
-    """Validate a correlation matrix: square, finite, symmetric, unit diagonal, PSD.
+    """Validate correlation matrices: square, finite, symmetric, unit diagonal, PSD.
 
     Parameters
     ----------
-    C : array_like, shape ``(R, R)``
+    C : array_like, shape ``(R, R)`` or a stack ``(..., R, R)``
     atol : float
         Tolerance for symmetry, the unit diagonal and the smallest eigenvalue.
 
     Returns
     -------
-    numpy.ndarray, shape ``(R, R)`` (float64)
+    numpy.ndarray, shape of ``C`` (float64)
+
+    Raises
+    ------
+    ValueError
+        naming the problem and, for a stack, the first offending matrix ``C[i, ...]``.
     """
     arr = np.asarray(C, dtype=float)
-    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
-        raise ValueError(f"C must be a square (R, R) matrix, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError("C contains a non-finite entry")
-    asym = np.abs(arr - arr.T).max()
-    if asym > atol:
-        raise ValueError(f"C is not symmetric (max |C - C^T| = {asym:.3g})")
-    diag = np.diag(arr)
-    if np.abs(diag - 1.0).max() > atol:
-        raise ValueError(f"C must have a unit diagonal (a correlation matrix), got diagonal {diag.tolist()}")
-    lam = np.linalg.eigvalsh((arr + arr.T) / 2).min()
-    if lam < -atol:
-        raise ValueError(f"C is not positive semi-definite (smallest eigenvalue {lam:.3g})")
+    if arr.ndim < 2 or arr.shape[-1] != arr.shape[-2] or arr.shape[-1] == 0:
+        raise ValueError(f"C must be a square (R, R) matrix or a stack (..., R, R) of them, got shape {arr.shape}")
+    finite = np.isfinite(arr).all(axis=(-2, -1))
+    if not finite.all():
+        raise ValueError(f"C{_at(~finite)} contains a non-finite entry")
+    asym = np.abs(arr - np.swapaxes(arr, -1, -2)).max(axis=(-2, -1))
+    if (asym > atol).any():
+        bad = asym > atol
+        raise ValueError(f"C{_at(bad)} is not symmetric (max |C - C^T| = {asym[bad].flat[0]:.3g})")
+    diag = np.diagonal(arr, axis1=-2, axis2=-1)
+    off = np.abs(diag - 1.0).max(axis=-1) > atol
+    if off.any():
+        raise ValueError(f"C{_at(off)} must have a unit diagonal (a correlation matrix), "
+                         f"got diagonal {diag[off][0].tolist()}")
+    lam = np.linalg.eigvalsh((arr + np.swapaxes(arr, -1, -2)) / 2).min(axis=-1)
+    if (lam < -atol).any():
+        bad = lam < -atol
+        raise ValueError(f"C{_at(bad)} is not positive semi-definite (smallest eigenvalue {lam[bad].flat[0]:.3g})")
     return arr
+
+
+def _batch_vector(x, name: str, R: int) -> np.ndarray:
+    """A length-``R`` vector or a stack ``(..., R)`` of them, finite."""
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim == 0 or arr.shape[-1] == 0:
+        raise ValueError(f"{name} must be a non-empty vector (R,) or a stack (..., R), got shape {arr.shape}")
+    if arr.shape[-1] != R:
+        raise ValueError(f"{name} has length {arr.shape[-1]} but C has R = {R} channels")
+    finite = np.isfinite(arr).all(axis=-1)
+    if not finite.all():
+        raise ValueError(f"{name}{_at(~finite)} must be finite, got {arr[~finite][0].tolist()}")
+    return arr
+
+
+def _broadcast(**batches: tuple) -> tuple:
+    """The broadcast of the named batch shapes; ValueError naming them if they do not broadcast."""
+    try:
+        return np.broadcast_shapes(*batches.values())
+    except ValueError:
+        told = ", ".join(f"{k} {v}" for k, v in batches.items())
+        raise ValueError(f"batch shapes do not broadcast: {told}") from None
 
 
 def _group_size(m, name: str = "m", minimum: int = 2) -> np.ndarray:
@@ -107,6 +153,20 @@ def _out(x: np.ndarray):
 # ----------------------------------------------------------------------------
 # Prop 1: influence law
 # ----------------------------------------------------------------------------
+def _influence_an(w: np.ndarray, sigma: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Kernel of :func:`influence_an` (no checks); NaN where :math:`w^\\top\\Sigma w \\le 0`."""
+    ws = w * sigma
+    num = np.einsum("...k,...kl->...l", ws, C)
+    var_s = np.einsum("...l,...l->...", num, ws)
+    ok = var_s > 0
+    return np.where(ok[..., None], num / np.sqrt(np.where(ok, var_s, 1.0))[..., None], np.nan)
+
+
+def _influence_na(w: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Kernel of :func:`influence_na` (no checks)."""
+    return np.einsum("...k,...kl->...l", w, C)
+
+
 def influence_an(w, sigma, C) -> np.ndarray:
     """Oracle AN influence :math:`\\mathrm{Cov}(A^{AN}, z_\\ell)` of every channel.
 
@@ -117,25 +177,38 @@ def influence_an(w, sigma, C) -> np.ndarray:
 
     Parameters
     ----------
-    w : array_like, shape ``(R,)``
-    sigma : array_like, shape ``(R,)``, positive
-    C : array_like, shape ``(R, R)``, correlation matrix
+    w : array_like, shape ``(R,)`` or ``(..., R)``
+    sigma : array_like, shape ``(R,)`` or ``(..., R)``, positive
+    C : array_like, shape ``(R, R)`` or ``(..., R, R)``, correlation matrices
 
     Returns
     -------
-    numpy.ndarray, shape ``(R,)``
+    numpy.ndarray, shape ``batch + (R,)``, ``batch`` the broadcast of the
+    leading dimensions of ``w``, ``sigma`` and ``C``.
+
+    Raises
+    ------
+    ValueError
+        bad ``C`` or shapes, ``sigma <= 0``, or :math:`w^\\top \\Sigma w = 0`
+        (the aggregated reward has no variance; the first such batch index named).
     """
     C = check_correlation(C)
-    R = C.shape[0]
-    w = _vector(w, "w", R)
-    sigma = _vector(sigma, "sigma", R)
-    if (sigma <= 0).any():
-        raise ValueError(f"sigma must be positive, got {sigma.tolist()}")
-    ws = w * sigma
-    var_s = float(ws @ C @ ws)
-    if var_s <= 0:
-        raise ValueError(f"w^T Sigma w = {var_s:.3g}: the aggregated reward has no variance, influence undefined")
-    return (ws @ C) / np.sqrt(var_s)
+    R = C.shape[-1]
+    w = _batch_vector(w, "w", R)
+    sigma = _batch_vector(sigma, "sigma", R)
+    nonpos = (sigma <= 0).any(axis=-1)
+    if nonpos.any():
+        raise ValueError(f"sigma{_at(nonpos)} must be positive, got {sigma[nonpos][0].tolist()}")
+    _broadcast(w=w.shape[:-1], sigma=sigma.shape[:-1], C=C.shape[:-2])
+    out = _influence_an(w, sigma, C)
+    undefined = np.isnan(out[..., 0])
+    if undefined.any():
+        ws = w * sigma
+        var_s = np.einsum("...k,...kl,...l->...", ws, C, ws)
+        raise ValueError(f"w^T Sigma w = {np.broadcast_to(var_s, undefined.shape)[undefined][0]:.3g}"
+                         f"{' at ' + _at(undefined) if undefined.ndim else ''}: "
+                         "the aggregated reward has no variance, influence undefined")
+    return out
 
 
 def influence_na(w, C) -> np.ndarray:
@@ -143,16 +216,17 @@ def influence_na(w, C) -> np.ndarray:
 
     Parameters
     ----------
-    w : array_like, shape ``(R,)``
-    C : array_like, shape ``(R, R)``
+    w : array_like, shape ``(R,)`` or ``(..., R)``
+    C : array_like, shape ``(R, R)`` or ``(..., R, R)``
 
     Returns
     -------
-    numpy.ndarray, shape ``(R,)``
+    numpy.ndarray, shape ``batch + (R,)`` (``batch`` as in :func:`influence_an`)
     """
     C = check_correlation(C)
-    w = _vector(w, "w", C.shape[0])
-    return w @ C
+    w = _batch_vector(w, "w", C.shape[-1])
+    _broadcast(w=w.shape[:-1], C=C.shape[:-2])
+    return _influence_na(w, C)
 
 
 # ----------------------------------------------------------------------------
@@ -289,33 +363,42 @@ def product_lattice_condition(a, L: int, *, rtol: float = 1e-9) -> bool:
 # ----------------------------------------------------------------------------
 # Theorem 3: MSE law
 # ----------------------------------------------------------------------------
+def _quadratic(w: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """:math:`w^\\top M w` over broadcast batches: ``(..., R)``, ``(..., R, R)`` -> ``(...)``."""
+    return np.einsum("...i,...ij,...j->...", w, M, w)
+
+
 def thm3_oracle_mse(w, C, m, tau2: float = 1.0):
     """Theorem 3, oracle NA: :math:`\\mathrm{MSE} = \\frac{\\tau^2}{m}\\, w^\\top C w` (exact, ``m >= 1``).
 
     Parameters
     ----------
-    w : array_like, shape ``(R,)``
-    C : array_like, shape ``(R, R)``
+    w : array_like, shape ``(R,)`` or ``(..., R)``
+    C : array_like, shape ``(R, R)`` or ``(..., R, R)``
     m : int or array_like
     tau2 : float
         Score variance :math:`\\tau^2`.
 
     Returns
     -------
-    float, or numpy.ndarray shaped like ``m``
+    float, or numpy.ndarray of the broadcast of ``w``'s and ``C``'s leading
+    dimensions with ``m``'s shape (one ``C`` and an array ``m``: shaped like ``m``)
     """
     C = check_correlation(C)
-    w = _vector(w, "w", C.shape[0])
+    w = _batch_vector(w, "w", C.shape[-1])
     mm = _group_size(m, minimum=1)
-    tau2 = _check_tau2(tau2)
-    return _out(tau2 * float(w @ C @ w) / mm)
+    tau2 = _check_eps(tau2, "tau2")
+    _broadcast(w=w.shape[:-1], C=C.shape[:-2], m=mm.shape)
+    return _out(tau2 * _quadratic(w, C) / mm)
 
 
-def _check_tau2(tau2) -> float:
-    t = float(tau2)
-    if not np.isfinite(t) or t < 0:
-        raise ValueError(f"tau2 must be a finite number >= 0, got {tau2!r}")
-    return t
+def _expected_sample_correlation(C: np.ndarray, m) -> np.ndarray:
+    """Kernel of :func:`expected_sample_correlation` (no checks)."""
+    mm = np.asarray(m, dtype=float)[..., None, None]
+    out = C - C * (1.0 - C**2) / (2.0 * mm)
+    R = C.shape[-1]
+    out[..., np.arange(R), np.arange(R)] = 1.0
+    return out
 
 
 def expected_sample_correlation(C, m) -> np.ndarray:
@@ -326,23 +409,23 @@ def expected_sample_correlation(C, m) -> np.ndarray:
         \\mathbb E[\\hat C_{\\ell k}] \\approx C_{\\ell k} - \\frac{C_{\\ell k}(1 - C_{\\ell k}^2)}{2m}
         \\quad (\\ell \\ne k), \\qquad \\mathbb E[\\hat C_{\\ell\\ell}] = 1,
 
-    with an :math:`O(m^{-2})` remainder.
+    with an :math:`O(m^{-2})` remainder (the exact Gaussian value is
+    :func:`gaussian_expected_correlation`).
 
     Parameters
     ----------
-    C : array_like, shape ``(R, R)``
+    C : array_like, shape ``(R, R)`` or ``(..., R, R)``
     m : int or array_like, ``>= 2``
 
     Returns
     -------
-    numpy.ndarray, shape ``m.shape + (R, R)``
+    numpy.ndarray, shape ``batch + (R, R)``, ``batch`` the broadcast of ``C``'s
+    leading dimensions with ``m``'s shape (one ``C``: ``m.shape + (R, R)``)
     """
     C = check_correlation(C)
-    mm = _group_size(m)[..., None, None]
-    out = C - C * (1.0 - C**2) / (2.0 * mm)
-    R = C.shape[0]
-    out[..., np.arange(R), np.arange(R)] = 1.0
-    return out
+    mm = _group_size(m)
+    _broadcast(C=C.shape[:-2], m=mm.shape)
+    return _expected_sample_correlation(C, mm)
 
 
 def thm3_selfnorm_mse(w, C, m, tau2: float = 1.0):
@@ -352,17 +435,57 @@ def thm3_selfnorm_mse(w, C, m, tau2: float = 1.0):
     identity :math:`\\mathrm{MSE} = \\frac{\\tau^2}{m} w^\\top \\mathbb E[\\hat C] w` is
     exact; the expansion of :math:`\\mathbb E[\\hat C]` is first order).
 
+    Parameters
+    ----------
+    w, C, m, tau2
+        As in :func:`thm3_oracle_mse` (``m >= 2``).
+
     Returns
     -------
-    float, or numpy.ndarray shaped like ``m``
+    float, or numpy.ndarray shaped as in :func:`thm3_oracle_mse`
     """
     C = check_correlation(C)
-    w = _vector(w, "w", C.shape[0])
+    w = _batch_vector(w, "w", C.shape[-1])
     mm = _group_size(m)
-    tau2 = _check_tau2(tau2)
-    EC = expected_sample_correlation(C, mm)
-    quad = np.einsum("i,...ij,j->...", w, EC, w)
-    return _out(tau2 * quad / mm)
+    tau2 = _check_eps(tau2, "tau2")
+    _broadcast(w=w.shape[:-1], C=C.shape[:-2], m=mm.shape)
+    return _out(tau2 * _quadratic(w, _expected_sample_correlation(C, mm)) / mm)
+
+
+def gaussian_expected_correlation(rho, m):
+    """Exact :math:`\\mathbb E[\\hat\\rho]` of the sample correlation of ``m`` bivariate-normal pairs.
+
+    Hotelling's (1953) closed form,
+
+    .. math::
+
+        \\mathbb E[\\hat\\rho] = \\rho\\, \\frac{\\Gamma(m/2)^2}{\\Gamma(\\frac{m-1}{2})\\,\\Gamma(\\frac{m+1}{2})}\\,
+        {}_2F_1\\big(\\tfrac12, \\tfrac12; \\tfrac{m+1}{2}; \\rho^2\\big)
+        = \\rho - \\frac{\\rho(1-\\rho^2)}{2m} + O(m^{-2}),
+
+    whose expansion is Fisher's (:func:`expected_sample_correlation`). The
+    Gamma ratio is evaluated without cancellation for large ``m``; at ``m = 2``
+    it gives :math:`\\frac{2}{\\pi}\\arcsin\\rho` (the sample correlation is :math:`\\pm 1`).
+
+    Parameters
+    ----------
+    rho : float or array_like, in ``[-1, 1]``
+        Population correlation.
+    m : int or array_like, ``>= 2``
+        Number of pairs; broadcast against ``rho``.
+
+    Returns
+    -------
+    float, or numpy.ndarray (broadcast of ``rho`` and ``m``)
+    """
+    r = np.asarray(rho, dtype=float)
+    if not np.isfinite(r).all() or (np.abs(r) > 1).any():
+        raise ValueError(f"rho must lie in [-1, 1], got {rho!r}")
+    mm = _group_size(m)
+    # log of the Gamma ratio = L((m-1)/2) - L(m/2), L(x) = log Gamma(x + 1/2) - log Gamma(x)
+    log_k = 0.5 * np.log1p(-1.0 / mm) + _log_gamma_half_ratio_rem((mm - 1.0) / 2.0) \
+        - _log_gamma_half_ratio_rem(mm / 2.0)
+    return _out(r * np.exp(log_k) * hyp2f1(0.5, 0.5, (mm + 1.0) / 2.0, r * r))
 
 
 # ----------------------------------------------------------------------------
@@ -401,24 +524,31 @@ def gaussian_sigma_hat_mean(m, sigma: float = 1.0, *, ddof: int = 0):
     return _out(s * np.exp(_log_sigma_hat_ratio(mm, ddof)))
 
 
-def _log_sigma_hat_ratio(m: np.ndarray, ddof: int) -> np.ndarray:
-    """:math:`\\log(\\mathbb E[\\hat\\sigma]/\\sigma)`, accurate to ~1e-15 for every ``m >= 2``.
+def _log_gamma_half_ratio_rem(x: np.ndarray) -> np.ndarray:
+    """:math:`\\log\\Gamma(x + \\tfrac12) - \\log\\Gamma(x) - \\tfrac12\\log x`, accurate to ~1e-15 for ``x >= 1/2``.
 
-    For small ``m`` straight from ``gammaln``; for ``m >= 41`` the difference
-    of two huge ``gammaln`` values would cancel, so use the asymptotic series
-    :math:`\\log\\Gamma(x + \\tfrac12) - \\log\\Gamma(x) = \\tfrac12\\log x - \\tfrac{1}{8x}
-    + \\tfrac{1}{192x^3} - \\tfrac{1}{640x^5} + \\tfrac{17}{14336x^7} + O(x^{-9})`, ``x = (m-1)/2``.
+    For ``x < 20`` straight from ``gammaln``; above, the difference of two huge
+    ``gammaln`` values would cancel, so use the asymptotic series
+    :math:`-\\tfrac{1}{8x} + \\tfrac{1}{192x^3} - \\tfrac{1}{640x^5} + \\tfrac{17}{14336x^7} + O(x^{-9})`.
+    """
+    x = np.asarray(x, dtype=float)
+    small = x < 20
+    xs = np.where(small, x, 20.0)
+    direct = gammaln(xs + 0.5) - gammaln(xs) - 0.5 * np.log(xs)
+    xb = np.where(small, 20.0, x)
+    series = -1.0 / (8 * xb) + 1.0 / (192 * xb**3) - 1.0 / (640 * xb**5) + 17.0 / (14336 * xb**7)
+    return np.where(small, direct, series)
+
+
+def _log_sigma_hat_ratio(m: np.ndarray, ddof: int) -> np.ndarray:
+    """:math:`\\log(\\mathbb E[\\hat\\sigma]/\\sigma)` for ``m >= 2``.
+
+    :math:`\\tfrac12\\log\\frac{2}{m-\\mathrm{ddof}} + \\log\\Gamma(x+\\tfrac12) - \\log\\Gamma(x)`,
+    ``x = (m-1)/2``; the two logs combine into
+    :math:`\\tfrac12\\log(1 + \\frac{\\mathrm{ddof}-1}{m-\\mathrm{ddof}})`.
     """
     m = np.asarray(m, dtype=float)
-    small = m < 41
-    ms = np.where(small, m, 41.0)
-    direct = 0.5 * np.log(2.0 / (ms - ddof)) + gammaln(ms / 2.0) - gammaln((ms - 1.0) / 2.0)
-    x = np.where(small, 20.0, (m - 1.0) / 2.0)
-    series = -1.0 / (8 * x) + 1.0 / (192 * x**3) - 1.0 / (640 * x**5) + 17.0 / (14336 * x**7)
-    # 0.5*log(2/(m-ddof)) + 0.5*log((m-1)/2) = 0.5*log1p((ddof-1)/(m-ddof))
-    mb = np.where(small, 41.0, m)
-    series = series + 0.5 * np.log1p((ddof - 1.0) / (mb - ddof))
-    return np.where(small, direct, series)
+    return 0.5 * np.log1p((ddof - 1.0) / (m - ddof)) + _log_gamma_half_ratio_rem((m - 1.0) / 2.0)
 
 
 def gaussian_sigma_hat_bias(m, sigma: float = 1.0, *, ddof: int = 0):

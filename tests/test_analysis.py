@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mrgrpo.analysis import Thm3Result, analyze, identity_demo, identity_gap, identity_sides, summary_print
+from mrgrpo.analysis import (Thm3Result, analyze, identity_demo, identity_gap, identity_sides, realized_influence,
+                             summary_print)
 from mrgrpo.analysis.harness import group_stats, loglog_fit
 from mrgrpo.rollouts import MockBackend, pack_for_analysis, run_corpus
 from mrgrpo.stats import sample_correlation
@@ -43,12 +44,33 @@ def test_paper_convention_reproduces_reference(case):
 
 
 def test_group_stats_match_the_estimators():
+    """The harness runs the public estimators' own kernels: equal to the last bit."""
     for x, w in _tensors():
         st = group_stats(x, w)
-        np.testing.assert_allclose(st["A_na"], compute_advantage_batch(x, w, mode="na"), atol=1e-12, rtol=0)
-        np.testing.assert_allclose(st["A_an"], compute_advantage_batch(x, w, mode="an"), atol=1e-12, rtol=1e-12)
-        np.testing.assert_allclose(st["C_hat"], sample_correlation(x), atol=1e-12, rtol=0)
+        np.testing.assert_array_equal(st["A_na"], compute_advantage_batch(x, w, mode="na"))
+        np.testing.assert_array_equal(st["A_an"], compute_advantage_batch(x, w, mode="an"))
+        np.testing.assert_array_equal(st["C_hat"], sample_correlation(x))
         assert not np.isnan(st["C_hat"]).any()
+        np.testing.assert_array_equal(st["infl_na"], realized_influence(x, st["A_na"]))
+        np.testing.assert_array_equal(st["infl_an"], realized_influence(x, st["A_an"]))
+
+
+def test_realized_influence_is_the_within_group_covariance():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 6, 3)) * [1.0, 5.0, 0.1] + [0.0, 2.0, -3.0]
+    x[1, :, 2] = 0.7  # a constant channel: z = 0, influence 0
+    A = rng.standard_normal((4, 6)) + 3.0  # any A, mean not 0
+    got = realized_influence(x, A, eps=0.0)
+    for g in range(4):
+        for ell in range(3):
+            col = x[g, :, ell]
+            z = np.zeros(6) if np.ptp(col) == 0 else (col - col.mean()) / col.std()
+            want = np.mean((A[g] - A[g].mean()) * (z - z.mean()))
+            assert got[g, ell] == pytest.approx(want, abs=1e-14)
+    with pytest.raises(ValueError, match="A must have shape"):
+        realized_influence(x, A[:, :5])
+    with pytest.raises(ValueError, match="non-finite"):
+        realized_influence(np.full((2, 3), np.nan), np.zeros(2))
 
 
 def test_chunking_does_not_change_results():

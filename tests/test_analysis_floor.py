@@ -3,23 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.special import gammaln, hyp2f1
 
 from mrgrpo.analysis import analyze, floor_check, population_stats, predicted_influence
 from mrgrpo.analysis.floor import fisher_floor
 from mrgrpo.analysis.harness import group_stats, pooled_population
 from mrgrpo.rollouts import MockBackend, pack_for_analysis, run_corpus
-from mrgrpo.theory import expected_sample_correlation, influence_an, influence_na
+from mrgrpo.theory import expected_sample_correlation, gaussian_expected_correlation, influence_an, influence_na
 
 W3 = np.array([1.0, 1.0, 0.5])
 RHO = 0.5
 C_EQ = np.full((3, 3), RHO) + (1 - RHO) * np.eye(3)
-
-
-def exact_gaussian_mean_r(rho, n):
-    """E[r] of the sample correlation of n bivariate-normal pairs (Hotelling's closed form)."""
-    k = np.exp(2 * gammaln(n / 2) - gammaln((n - 1) / 2) - gammaln((n + 1) / 2))
-    return rho * k * hyp2f1(0.5, 0.5, (n + 1) / 2, rho**2)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +28,7 @@ def test_floor_gaussian_agrees_with_theory(gaussian_corpus):
     off = W3.sum() ** 2 - (W3**2).sum()  # sum of w_l w_k over l != k
     for m in (4, 8, 16, 32):
         d = f.per_m[m]
-        exact = (W3**2).sum() + off * exact_gaussian_mean_r(RHO, m)
+        exact = (W3**2).sum() + off * gaussian_expected_correlation(RHO, m)
         assert d["floor_ci"][0] <= exact <= d["floor_ci"][1], (m, d["floor"], d["floor_ci"], exact)
         assert d["frac_degenerate"] == 0.0
         if m >= 8:  # Fisher's first order, O(1/m^2) off: agrees once m is moderate
@@ -97,6 +90,25 @@ def test_vectorized_closed_forms_equal_theory():
         np.testing.assert_allclose(na[p], influence_na(we, C[p]), atol=1e-12)
         np.testing.assert_allclose(an[p], influence_an(we, np.where(varies[p], sigma[p], 1.0), C[p]), atol=1e-12)
         assert fl[p] == pytest.approx(we @ expected_sample_correlation(C[p], 8) @ we, abs=1e-12)
+
+
+def test_pooled_population_constant_channel_with_inexact_mean():
+    """A channel constant at 0.1 over a prompt does not vary, although its group means round."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 2))
+    x[0, :, :, 1] = 0.1  # 3 groups of 5: the mean of the group means is not exactly 0.1
+    st = group_stats(x, np.ones(2))
+    assert st["mean"][0, :, 1].mean() != st["mean"][0, 0, 1]  # the rounding this guards against
+    C, sigma, varies = pooled_population(st["mean"], st["cov"])
+    C2, sigma2, varies2 = population_stats(x.reshape(2, 15, 2))
+    assert not varies[0, 1] and not varies2[0, 1] and varies[1].all()
+    assert sigma[0, 1] == 0.0 and sigma2[0, 1] == 0.0
+    np.testing.assert_array_equal(C[0], np.eye(2))
+    np.testing.assert_allclose(C, C2, atol=1e-12)
+    # so Prop 1 and the floor give the constant channel no weight
+    an, na = predicted_influence(np.ones(2), sigma, C, varies)
+    assert na[0, 1] == 0.0 and an[0, 1] == 0.0
+    assert fisher_floor(np.ones(2), C, varies, 5)[0] == 1.0
 
 
 def test_influence_law_on_gaussian_mock():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scipy.special import gammaln
+from scipy.special import gammaln, hyp2f1
 
 from mrgrpo import theory as th
 from mrgrpo.advantage import compute_advantage, compute_advantage_batch
@@ -169,6 +169,103 @@ def test_expected_sample_correlation_shapes_and_values():
     assert th.thm3_oracle_mse([1, 1], C, 32) * 32 == pytest.approx(3.2)
     vals = th.thm3_selfnorm_mse([1, 1], C, np.array([4, 8]))
     assert vals.shape == (2,)
+
+
+def test_gaussian_expected_correlation_against_monte_carlo():
+    rng = np.random.default_rng(9)
+    for rho, m in ((0.6, 5), (-0.3, 12), (0.9, 3)):
+        L = np.linalg.cholesky(np.array([[1.0, rho], [rho, 1.0]]))
+        r = sample_correlation(rng.standard_normal((200_000, m, 2)) @ L.T, eps=0.0)[:, 0, 1]
+        est, se = _mc_mean(r)
+        assert abs(est - th.gaussian_expected_correlation(rho, m)) < Z * se, (rho, m, est, se)
+
+
+def test_gaussian_expected_correlation_closed_values_and_fisher_limit():
+    rho = np.array([-1.0, -0.3, 0.0, 0.5, 0.99, 1.0])
+    # m = 2: the sample correlation is +-1 with P(+1) = 1/2 + arcsin(rho)/pi
+    np.testing.assert_allclose(th.gaussian_expected_correlation(rho, 2), 2 / np.pi * np.arcsin(rho), atol=1e-15)
+    np.testing.assert_allclose(th.gaussian_expected_correlation(rho[[0, -1]], 7), [-1.0, 1.0], rtol=1e-14)
+    # Fisher's expansion is its first order: m^2 (exact - Fisher) settles to a constant
+    m = np.array([1e2, 1e3, 1e4, 1e5])
+    exact = th.gaussian_expected_correlation(0.6, m)
+    fisher = th.expected_sample_correlation(np.array([[1.0, 0.6], [0.6, 1.0]]), m)[:, 0, 1]
+    second = m**2 * (exact - fisher)
+    np.testing.assert_allclose(second[1:], second[-1], rtol=2e-2)
+    # broadcasting, and agreement with the direct Gamma-function evaluation where that is accurate
+    grid = th.gaussian_expected_correlation(np.array([0.2, 0.6]), np.array([[4], [40]]))
+    assert grid.shape == (2, 2)
+    n = np.array([[4.0], [40.0]])
+    k = np.exp(2 * gammaln(n / 2) - gammaln((n - 1) / 2) - gammaln((n + 1) / 2))
+    np.testing.assert_allclose(grid, [0.2, 0.6] * k * hyp2f1(0.5, 0.5, (n + 1) / 2, np.array([0.04, 0.36])),
+                               rtol=1e-13)
+    with pytest.raises(ValueError, match=r"rho must lie in \[-1, 1\]"):
+        th.gaussian_expected_correlation(1.5, 8)
+    with pytest.raises(ValueError, match="m must be >= 2"):
+        th.gaussian_expected_correlation(0.5, 1)
+
+
+# ----------------------------------------------------------------------------
+# batches: every closed form on stacks equals the loop over single calls
+# ----------------------------------------------------------------------------
+def _random_correlations(rng, shape, R):
+    A = rng.standard_normal((*shape, R, R + 2))
+    S = A @ np.swapaxes(A, -1, -2)
+    d = np.sqrt(np.diagonal(S, axis1=-2, axis2=-1))
+    C = S / (d[..., :, None] * d[..., None, :])
+    C[..., np.arange(R), np.arange(R)] = 1.0
+    return C
+
+
+def test_closed_forms_broadcast_over_batches():
+    rng = np.random.default_rng(10)
+    R = 3
+    C = _random_correlations(rng, (4, 2), R)
+    w = rng.normal(size=(2, R))            # broadcasts against C's (4, 2)
+    sigma = rng.uniform(0.5, 2.0, size=(4, 1, R))
+    m = np.array([[4], [8], [16], [32]])   # (4, 1)
+    an = th.influence_an(w, sigma, C)
+    na = th.influence_na(w, C)
+    EC = th.expected_sample_correlation(C, m)
+    oracle = th.thm3_oracle_mse(w, C, m, tau2=2.0)
+    selfn = th.thm3_selfnorm_mse(w, C, m, tau2=2.0)
+    assert an.shape == na.shape == (4, 2, R) and EC.shape == (4, 2, R, R)
+    assert oracle.shape == selfn.shape == (4, 2)
+    for i, j in np.ndindex(4, 2):
+        c, mi = C[i, j], int(m[i, 0])
+        np.testing.assert_allclose(an[i, j], th.influence_an(w[j], sigma[i, 0], c), rtol=1e-13)
+        np.testing.assert_allclose(na[i, j], th.influence_na(w[j], c), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(EC[i, j], th.expected_sample_correlation(c, mi), rtol=1e-15)
+        assert oracle[i, j] == pytest.approx(th.thm3_oracle_mse(w[j], c, mi, 2.0), rel=1e-13)
+        assert selfn[i, j] == pytest.approx(th.thm3_selfnorm_mse(w[j], c, mi, 2.0), rel=1e-13)
+    # one C with an array m keeps the old shape m.shape + (R, R)
+    assert th.expected_sample_correlation(C[0, 0], np.array([4, 8, 16])).shape == (3, R, R)
+
+
+def test_batch_validation_names_the_offending_item():
+    C = np.stack([np.eye(2), [[1.0, 0.5], [0.2, 1.0]]])
+    with pytest.raises(ValueError, match=r"C\[1\] is not symmetric"):
+        th.influence_na([1, 1], C)
+    bad_diag = np.stack([np.eye(2)] * 3)
+    bad_diag[2, 1, 1] = 2.0
+    with pytest.raises(ValueError, match=r"C\[2\] must have a unit diagonal"):
+        th.expected_sample_correlation(bad_diag, 4)
+    not_psd = np.stack([np.eye(3), [[1, 0.9, -0.9], [0.9, 1, 0.9], [-0.9, 0.9, 1]]])
+    with pytest.raises(ValueError, match=r"C\[1\] is not positive semi-definite"):
+        th.thm3_selfnorm_mse([1, 1, 1], not_psd, 8)
+    nan_C = np.stack([np.eye(2)] * 2)
+    nan_C[1, 0, 1] = np.nan
+    with pytest.raises(ValueError, match=r"C\[1\] contains a non-finite entry"):
+        th.check_correlation(nan_C)
+    with pytest.raises(ValueError, match=r"sigma\[1\] must be positive"):
+        th.influence_an([1, 1], [[1.0, 1.0], [1.0, -1.0]], np.eye(2))
+    with pytest.raises(ValueError, match=r"w\[0\] must be finite"):
+        th.influence_na([[1.0, np.inf], [1.0, 1.0]], np.eye(2))
+    with pytest.raises(ValueError, match=r"no variance"):
+        th.influence_an([[1, 1], [1, -1]], [1, 1], np.stack([np.eye(2), np.ones((2, 2))]))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        th.thm3_oracle_mse(np.ones((3, 2)), np.stack([np.eye(2)] * 4), 8)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        th.expected_sample_correlation(np.stack([np.eye(2)] * 4), np.array([4, 8]))
 
 
 # ----------------------------------------------------------------------------

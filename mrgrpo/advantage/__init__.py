@@ -31,6 +31,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from mrgrpo._checks import check_channel_index, check_rewards, check_weights
+from mrgrpo.stats import Moments, _channels_first, _check_eps, _constant, _moments
 
 EPS = 1e-8
 MODES = ("na", "an", "single")
@@ -67,13 +68,6 @@ def _check_impl(impl: str) -> str:
     if impl not in CONDITIONING:
         raise ValueError(f"unknown conditioning impl {impl!r}; expected one of {CONDITIONING}")
     return impl
-
-
-def _check_eps(eps: float, name: str = "eps") -> float:
-    eps_f = float(eps)
-    if not np.isfinite(eps_f) or eps_f < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {eps!r}")
-    return eps_f
 
 
 def _check_ddof(ddof: int, m: int) -> int:
@@ -124,15 +118,63 @@ def _check_condition_indices(gate_idx, cond_idx: IndexLike, R: int) -> tuple[int
 # ----------------------------------------------------------------------------
 # building blocks
 # ----------------------------------------------------------------------------
-def _standardize_last(x: np.ndarray, eps: float, ddof: int = 0) -> np.ndarray:
-    """Standardize along the last axis (already validated float array)."""
-    n = x.shape[-1]
-    mean = x.mean(axis=-1, keepdims=True)
-    d = x - mean
-    std = np.sqrt((d * d).sum(axis=-1, keepdims=True) / (n - ddof))
-    const = x.max(axis=-1, keepdims=True) == x.min(axis=-1, keepdims=True)
-    denom = np.where(const, 1.0, std + eps)
-    return np.where(const, 0.0, d / denom)
+# Kernels: already-validated float arrays, no checks. The public functions
+# validate once and call them; mrgrpo.analysis calls them directly.
+def _scaled(mom: Moments, eps: float) -> np.ndarray:
+    """:math:`(x - \\bar x)/(\\hat\\sigma + \\varepsilon)`, exactly 0 in a constant group."""
+    return mom.d / np.where(mom.const, 1.0, np.sqrt(mom.var) + eps)
+
+
+def _standardize(x: np.ndarray, eps: float, ddof: int = 0, axis: int = -1) -> np.ndarray:
+    """Standardize each group along ``axis``."""
+    return _scaled(_moments(x, axis, ddof), eps)
+
+
+def _aggregate(v: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:math:`\\sum_\\ell w_\\ell v_\\ell` over the leading (channel) axis: ``(R, ...)`` -> ``(...)``."""
+    out = np.zeros(v.shape[1:])
+    tmp = np.empty_like(out)
+    for ell in np.flatnonzero(w):  # elementwise, not BLAS: equal rows give bit-equal sums
+        np.multiply(v[ell], w[ell], out=tmp)
+        out += tmp
+    return out
+
+
+def _na_channel_major(xr: np.ndarray, w: np.ndarray, eps: float, ddof: int = 0):
+    """NA on channel-major rewards ``(R, m, ...)``.
+
+    Returns ``(A, z, moments)``: advantages ``(m, ...)``, standardized channels
+    ``z`` ``(R, m, ...)`` and the channels' :class:`mrgrpo.stats.Moments` (for
+    callers that also need the means or centred values).
+    """
+    mom = _moments(xr, 1, ddof)
+    z = _scaled(mom, eps)
+    return _aggregate(z, w), z, mom
+
+
+def _an_channel_major(xr: np.ndarray, w: np.ndarray, eps: float, ddof: int = 0) -> np.ndarray:
+    """AN on channel-major rewards ``(R, m, ...)``: advantages ``(m, ...)``."""
+    return _standardize(_aggregate(xr, w), eps, ddof, axis=0)
+
+
+def _group_last(a: np.ndarray) -> np.ndarray:
+    """``(m, ...)`` -> contiguous ``(..., m)``."""
+    return np.ascontiguousarray(np.moveaxis(a, 0, -1))
+
+
+def _na_advantage(r: np.ndarray, w: np.ndarray, eps: float, ddof: int = 0) -> np.ndarray:
+    """NA advantages of validated rewards ``(..., m, R)`` -> ``(..., m)``."""
+    return _group_last(_na_channel_major(_channels_first(r), w, eps, ddof)[0])
+
+
+def _an_advantage(r: np.ndarray, w: np.ndarray, eps: float, ddof: int = 0) -> np.ndarray:
+    """AN advantages of validated rewards ``(..., m, R)`` -> ``(..., m)``."""
+    return _group_last(_an_channel_major(_channels_first(r), w, eps, ddof))
+
+
+def _single_advantage(r: np.ndarray, eps: float, ddof: int = 0) -> np.ndarray:
+    """Channel 0 standardized: validated ``(..., m, R)`` -> ``(..., m)``."""
+    return _standardize(r[..., 0], eps, ddof)
 
 
 def group_standardize(x, eps: float = EPS, *, ddof: int = 0) -> np.ndarray:
@@ -164,7 +206,7 @@ def group_standardize(x, eps: float = EPS, *, ddof: int = 0) -> np.ndarray:
         raise ValueError(f"x contains a non-finite value ({arr[bad]}) at index {bad}")
     eps = _check_eps(eps)
     ddof = _check_ddof(ddof, arr.shape[-1])
-    return _standardize_last(arr, eps, ddof)
+    return _standardize(arr, eps, ddof)
 
 
 def constant_channel_mask(rewards) -> np.ndarray:
@@ -180,8 +222,7 @@ def constant_channel_mask(rewards) -> np.ndarray:
         True where ``max == min`` over the ``m`` rollouts: such a channel
         contributes exactly 0 to every advantage.
     """
-    r = check_rewards(rewards)
-    return r.max(axis=-2) == r.min(axis=-2)
+    return _constant(check_rewards(rewards), -2)[..., 0, :]
 
 
 def batch_rescale_advantages(adv, eps: float = BATCH_RESCALE_EPS) -> np.ndarray:
@@ -240,12 +281,11 @@ def compute_advantage_batch(rewards, w, mode: str = "na", eps: float = EPS, *,
     eps = _check_eps(eps)
     ddof = _check_ddof(ddof, r.shape[-2])
     if mode == "na":
-        z = _standardize_last(np.swapaxes(r, -1, -2), eps, ddof)  # (..., R, m)
-        adv = np.swapaxes(z, -1, -2) @ wv
+        adv = _na_advantage(r, wv, eps, ddof)
     elif mode == "an":
-        adv = _standardize_last(r @ wv, eps, ddof)
+        adv = _an_advantage(r, wv, eps, ddof)
     else:
-        adv = _standardize_last(r[..., 0], eps, ddof)
+        adv = _single_advantage(r, eps, ddof)
     if batch_rescale:
         adv = batch_rescale_advantages(adv)
     return adv

@@ -25,13 +25,25 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from mrgrpo._checks import check_rewards, check_weights
-from mrgrpo.advantage import constant_channel_mask
-from mrgrpo.stats import sample_correlation
-from mrgrpo.theory import check_correlation
+from mrgrpo.stats import _channel_moments, _correlation, _moment_correlation
+from mrgrpo.theory import _expected_sample_correlation, check_correlation
 
 from .bootstrap import bootstrap_weights, mean_ci
 
-__all__ = ["FloorResult", "floor_check", "population_stats", "fisher_floor"]
+__all__ = ["FloorResult", "floor_check", "population_stats", "pooled_population", "fisher_floor"]
+
+
+def _population(S: np.ndarray, varies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Correlation and std from covariances ``S`` ``(..., R, R)``; ``varies`` ``(..., R)``.
+
+    A channel that does not vary gets an identity row/column in ``C`` and
+    ``sigma = 0``; the diagonal is exactly 1.
+    """
+    S = np.where(varies[..., :, None] & varies[..., None, :], S, 0.0)
+    C = _correlation(S, ~varies, 0.0)
+    R = C.shape[-1]
+    C[..., np.arange(R), np.arange(R)] = 1.0
+    return C, np.sqrt(np.diagonal(S, axis1=-2, axis2=-1))
 
 
 def population_stats(pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,24 +61,41 @@ def population_stats(pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
         channel constant over all of a prompt's rollouts gets an identity
         row/column (it carries no noise, and ``varies`` flags it).
     sigma : ``(P, R)``
-        Standard deviation over the ``N`` rollouts (``ddof = 0``).
+        Standard deviation over the ``N`` rollouts (``ddof = 0``); 0 where constant.
     varies : ``(P, R)`` bool
     """
-    C = sample_correlation(pooled, eps=0.0)
-    varies = ~constant_channel_mask(pooled)
-    R = C.shape[-1]
-    diag = np.arange(R)
-    C[..., diag, diag] = 1.0  # exactly 1 (rounding) and 1 for constant channels
-    sigma = pooled.std(axis=-2)
-    return C, np.where(varies, sigma, 0.0), varies
+    cov, _, const = _moment_correlation(_channel_moments(pooled), 0.0)
+    return (*_population(cov, ~const), ~const)
+
+
+def pooled_population(mean: np.ndarray, cov: np.ndarray):
+    """:func:`population_stats` from per-group moments, without re-reading the rollouts.
+
+    Law of total covariance over ``K`` equal-size groups:
+    ``S_p = mean_k cov_pk + mean_k (mu_pk - mu_p)(mu_pk - mu_p)^T``. A channel
+    varies over the prompt unless every group has it constant (zero variance)
+    at one common value.
+
+    Parameters
+    ----------
+    mean : ``(P, K, R)`` group means; cov : ``(P, K, R, R)`` group covariances (``ddof = 0``)
+
+    Returns
+    -------
+    C ``(P, R, R)``, sigma ``(P, R)``, varies ``(P, R)`` bool, as :func:`population_stats`
+    """
+    dm = mean - mean.mean(axis=1, keepdims=True)
+    S = cov.mean(axis=1) + np.einsum("pka,pkb->pab", dm, dm) / mean.shape[1]
+    flat = (np.diagonal(cov, axis1=-2, axis2=-1) == 0).all(axis=1) & (mean == mean[:, :1]).all(axis=1)
+    return (*_population(S, ~flat), ~flat)
 
 
 def fisher_floor(w: np.ndarray, C: np.ndarray, varies: np.ndarray, m: int) -> np.ndarray:
     """Per-prompt ``w_eff^T E_Fisher[C_hat_m](C_p) w_eff``, vectorized over prompts.
 
-    ``E_Fisher`` is :func:`mrgrpo.theory.expected_sample_correlation` applied to
-    each ``C_p`` (the tests pin the two equal); ``w_eff`` zeroes the channels
-    that do not vary within the prompt.
+    ``E_Fisher`` is :func:`mrgrpo.theory.expected_sample_correlation` (its
+    kernel, on the batch ``C``); ``w_eff`` zeroes the channels that do not vary
+    within the prompt.
 
     Parameters
     ----------
@@ -76,11 +105,8 @@ def fisher_floor(w: np.ndarray, C: np.ndarray, varies: np.ndarray, m: int) -> np
     -------
     numpy.ndarray, shape ``(P,)``
     """
-    R = C.shape[-1]
-    EC = C - C * (1.0 - C**2) / (2.0 * m)
-    EC[..., np.arange(R), np.arange(R)] = 1.0
     we = np.where(varies, w, 0.0)
-    return np.einsum("pi,pij,pj->p", we, EC, we)
+    return np.einsum("pi,pij,pj->p", we, _expected_sample_correlation(C, m), we)
 
 
 @dataclass
@@ -180,8 +206,7 @@ def floor_check(rewards, w, m_grid: Optional[Sequence[int]] = None, C=None, n_bo
         if Cg.shape == (R, R):
             Cg = np.broadcast_to(check_correlation(Cg), (P, R, R))
         elif Cg.shape == (P, R, R):
-            for p in range(P):
-                check_correlation(Cg[p])
+            check_correlation(Cg)
         else:
             raise ValueError(f"C must have shape ({R}, {R}) or ({P}, {R}, {R}), got {Cg.shape}")
         C_p, varies, source = np.array(Cg), np.ones((P, R), dtype=bool), "given"
@@ -190,9 +215,9 @@ def floor_check(rewards, w, m_grid: Optional[Sequence[int]] = None, C=None, n_bo
     W = bootstrap_weights(P, n_boot, seed)
     per_m = {}
     for m, x in sorted(tens.items()):
-        Ch = sample_correlation(x, eps=0.0)  # (P, K, R, R)
+        _, Ch, const_g = _moment_correlation(_channel_moments(x), 0.0)  # Ch (P, K, R, R)
         q = np.einsum("i,pkij,j->pk", wv, Ch, wv)
-        const = constant_channel_mask(x) & varies[:, None, :] & (wv != 0)
+        const = const_g & varies[:, None, :] & (wv != 0)
         deg = const.any(axis=-1)  # (P, K)
         fisher = fisher_floor(wv, C_p, varies, m)  # (P,)
         floor_p = q.mean(axis=1)

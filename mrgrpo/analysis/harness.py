@@ -28,11 +28,12 @@ from typing import Optional
 import numpy as np
 
 from mrgrpo._checks import check_rewards, check_weights
-from mrgrpo.advantage import EPS
+from mrgrpo.advantage import EPS, _an_channel_major, _na_channel_major
+from mrgrpo.stats import _channel_last, _channels_first, _moment_correlation
 
 from .bootstrap import bootstrap_sums, percentile_ci
-from .floor import fisher_floor
-from .influence import predicted_influence
+from .floor import fisher_floor, pooled_population
+from .influence import _realized_influence, predicted_influence
 
 __all__ = ["Thm3Result", "analyze", "summary_print", "loglog_fit", "group_stats", "pooled_population", "CONVENTIONS"]
 
@@ -169,12 +170,9 @@ def _check_int(v, name: str, lo: int) -> int:
 def group_stats(x: np.ndarray, w: np.ndarray, eps: float = EPS) -> dict:
     """Every per-group quantity the harness needs, from one centring pass.
 
-    Same conventions as :func:`mrgrpo.advantage.compute_advantage_batch` (std
-    with ``ddof = 0``, ``eps`` added to the std, constant channels -> 0) and
-    :func:`mrgrpo.stats.sample_correlation` (``eps`` inside the square root,
-    constant channel -> zero row and column); the tests pin them equal to those
-    functions. Computing them together (channels on the contiguous axis) is
-    what makes :func:`analyze` fast.
+    Built from the kernels behind :func:`mrgrpo.advantage.compute_advantage_batch`
+    (NA and AN) and :func:`mrgrpo.stats.sample_correlation` (``C_hat``), on one
+    channel-major copy of the rewards whose moments are shared by all of them.
 
     Parameters
     ----------
@@ -188,68 +186,13 @@ def group_stats(x: np.ndarray, w: np.ndarray, eps: float = EPS) -> dict:
     ``const`` ``(..., R)`` bool; ``infl_na``, ``infl_an`` ``(..., R)`` (within-group
     ``Cov(A, z_l)``, ``z`` the standardized channel).
     """
-    m, R = x.shape[-2], x.shape[-1]
-    # layout (R, m, ...): each channel a contiguous block, reductions over m are vectorized
-    xr = np.ascontiguousarray(np.moveaxis(x, (-1, -2), (0, 1)))
-    lead = xr.shape[2:]
-    const_r = xr.max(axis=1) == xr.min(axis=1)  # (R, ...)
-    mu_r = xr.mean(axis=1)
-    d = xr - mu_r[:, None]
-    d *= ~const_r[:, None]
-    var_r = (d * d).sum(axis=1) / m
-    z = d / np.where(const_r, 1.0, np.sqrt(var_r) + eps)[:, None]
-    A_na = np.zeros((m, *lead))
-    s = np.zeros((m, *lead))
-    for r in range(R):  # R small: fused passes over contiguous channel blocks
-        if w[r] != 0:
-            A_na += w[r] * z[r]
-            s += w[r] * xr[r]
-    sc = s - s.mean(axis=0)
-    s_const = s.max(axis=0) == s.min(axis=0)
-    s_sd = np.sqrt((sc * sc).sum(axis=0) / m)
-    A_an = np.where(s_const, 0.0, sc / np.where(s_const, 1.0, s_sd + eps))
-    cov = np.empty((*lead, R, R))
-    for a in range(R):
-        for b in range(a, R):
-            cov[..., a, b] = cov[..., b, a] = (d[a] * d[b]).sum(axis=0) / m
-    const = np.moveaxis(const_r, 0, -1)
-    sdc = np.where(const, 1.0, np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1) + eps))
-    C_hat = cov / (sdc[..., :, None] * sdc[..., None, :])
-    # z and A have zero group means (up to rounding), so Cov(A, z_l) = mean_j A_j z_jl
-    infl_na = np.moveaxis((z * A_na).sum(axis=1), 0, -1) / m
-    infl_an = np.moveaxis((z * A_an).sum(axis=1), 0, -1) / m
-    mu = np.moveaxis(mu_r, 0, -1)
-    A_na_m, A_an_m = A_na, A_an
-    A_na, A_an = np.moveaxis(A_na, 0, -1), np.moveaxis(A_an, 0, -1)
-    return {"A_na": A_na, "A_an": A_an, "C_hat": C_hat, "const": const, "infl_na": infl_na,
-            "infl_an": infl_an, "mean": mu, "cov": cov, "A_na_m": A_na_m, "A_an_m": A_an_m}
-
-
-def pooled_population(mean: np.ndarray, cov: np.ndarray):
-    """Per-prompt population statistics over all ``K * m`` rollouts, from per-group moments.
-
-    Law of total covariance over ``K`` equal-size groups:
-    ``S_p = mean_k cov_pk + mean_k (mu_pk - mu_p)(mu_pk - mu_p)^T``.
-
-    Parameters
-    ----------
-    mean : ``(P, K, R)`` group means; cov : ``(P, K, R, R)`` group covariances (``ddof = 0``)
-
-    Returns
-    -------
-    C ``(P, R, R)`` (identity row/column for a channel constant over the prompt),
-    sigma ``(P, R)``, varies ``(P, R)`` bool
-    """
-    dm = mean - mean.mean(axis=1, keepdims=True)
-    S = cov.mean(axis=1) + np.einsum("pka,pkb->pab", dm, dm) / mean.shape[1]
-    var = np.diagonal(S, axis1=-2, axis2=-1).copy()
-    varies = var > 0
-    sd = np.where(varies, np.sqrt(np.where(varies, var, 1.0)), 1.0)
-    C = S / (sd[..., :, None] * sd[..., None, :])
-    C = np.where(varies[..., :, None] & varies[..., None, :], C, 0.0)
-    R = C.shape[-1]
-    C[..., np.arange(R), np.arange(R)] = 1.0
-    return C, np.where(varies, sd, 0.0), varies
+    xr = _channels_first(x)  # (R, m, ...)
+    A_na_m, z, mom = _na_channel_major(xr, w, eps)
+    A_an_m = _an_channel_major(xr, w, eps)
+    cov, C_hat, const = _moment_correlation(mom, eps)
+    return {"A_na": np.moveaxis(A_na_m, 0, -1), "A_an": np.moveaxis(A_an_m, 0, -1), "C_hat": C_hat,
+            "const": const, "infl_na": _realized_influence(z, A_na_m), "infl_an": _realized_influence(z, A_an_m),
+            "mean": _channel_last(mom.mean), "cov": cov, "A_na_m": A_na_m, "A_an_m": A_an_m}
 
 
 def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unbiased",

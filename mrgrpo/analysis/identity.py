@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mrgrpo._checks import SeedLike, as_generator, check_rewards, check_weights
-from mrgrpo.advantage import compute_advantage_batch
-from mrgrpo.stats import sample_correlation
+from mrgrpo.advantage import _na_advantage
+from mrgrpo.stats import _check_eps, _sample_correlation
 
 __all__ = ["identity_sides", "identity_gap", "cauchy_cubed", "IdentityDemo", "identity_demo"]
 
@@ -44,9 +44,10 @@ def identity_sides(rewards, w, eps: float = 0.0) -> tuple[np.ndarray, np.ndarray
     """
     r = check_rewards(rewards)
     wv = check_weights(w, r.shape[-1])
-    A = compute_advantage_batch(r, wv, mode="na", eps=eps)
+    eps = _check_eps(eps)
+    A = _na_advantage(r, wv, eps)  # the kernels of compute_advantage_batch(mode="na") and sample_correlation
     lhs = (A * A).mean(axis=-1)
-    rhs = np.einsum("i,...ij,j->...", wv, sample_correlation(r, eps=eps), wv)
+    rhs = np.einsum("i,...ij,j->...", wv, _sample_correlation(r, eps), wv)
     return lhs, rhs
 
 

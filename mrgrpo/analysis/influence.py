@@ -5,7 +5,7 @@ within-group covariance ``(1/m) sum_j (A_j - A_bar)(z_jl - z_bar_l)`` with
 ``z`` the group-standardized channel, averaged over groups (the reference
 package's definition). The prediction is Prop 1's oracle law,
 :func:`mrgrpo.theory.influence_an` / :func:`mrgrpo.theory.influence_na`
-(vectorized over prompts here), evaluated per prompt at that prompt's population ``sigma_p`` and ``C_p``
+(batched over prompts), evaluated per prompt at that prompt's population ``sigma_p`` and ``C_p``
 (estimated from all its rollouts).
 
 Note that for NA the realized influence equals ``(w^T C_hat)_l`` in every
@@ -16,11 +16,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrgrpo.advantage import group_standardize
+from mrgrpo._checks import check_rewards
+from mrgrpo.advantage import _standardize
+from mrgrpo.stats import _channels_first, _check_eps
+from mrgrpo.theory import _influence_an, _influence_na
 
 __all__ = ["realized_influence", "predicted_influence"]
 
 REF_EPS = 1e-8
+
+
+def _realized_influence(z: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Kernel: ``mean_j A_j z_jl`` from channel-major ``z`` ``(R, m, ...)`` and ``A`` ``(m, ...)`` -> ``(..., R)``.
+
+    ``z`` has zero group means (it is centred), so this is the within-group
+    covariance of ``A`` and ``z_l`` whatever ``A``'s mean.
+    """
+    return np.moveaxis((z * A).sum(axis=1), 0, -1) / A.shape[0]
 
 
 def realized_influence(rewards: np.ndarray, A: np.ndarray, eps: float = REF_EPS) -> np.ndarray:
@@ -28,8 +40,9 @@ def realized_influence(rewards: np.ndarray, A: np.ndarray, eps: float = REF_EPS)
 
     Parameters
     ----------
-    rewards : ``(..., m, R)`` (validated float array)
-    A : ``(..., m)`` advantages of the same groups
+    rewards : array_like, shape ``(..., m, R)``
+    A : array_like, shape ``(..., m)``
+        Advantages of the same groups.
     eps : float
         Added to each channel's std in ``z`` (the reference uses ``1e-8``).
 
@@ -37,26 +50,26 @@ def realized_influence(rewards: np.ndarray, A: np.ndarray, eps: float = REF_EPS)
     -------
     numpy.ndarray, shape ``(..., R)``
     """
-    z = group_standardize(np.swapaxes(rewards, -1, -2), eps=eps)  # (..., R, m)
-    zc = z - z.mean(axis=-1, keepdims=True)
-    Ac = A - A.mean(axis=-1, keepdims=True)
-    return np.einsum("...rm,...m->...r", zc, Ac) / A.shape[-1]
+    r = check_rewards(rewards)
+    a = np.asarray(A, dtype=float)
+    if a.shape != r.shape[:-1]:
+        raise ValueError(f"A must have shape (..., m) = {r.shape[:-1]}, got {a.shape}")
+    z = _standardize(_channels_first(r), _check_eps(eps), axis=1)  # (R, m, ...)
+    return _realized_influence(z, np.moveaxis(a, -1, 0))
 
 
 def predicted_influence(w: np.ndarray, sigma: np.ndarray, C: np.ndarray, varies: np.ndarray):
-    """Prop 1 per prompt, vectorized: ``(an (P, R), na (P, R))``; NaN rows where nothing varies.
+    """Prop 1 per prompt: ``(an (P, R), na (P, R))``; NaN rows where nothing varies.
 
-    The same closed forms as :func:`mrgrpo.theory.influence_an` and
-    :func:`mrgrpo.theory.influence_na` (the tests pin them equal prompt by
-    prompt). Channels constant over all of a prompt's rollouts get weight 0 and
-    an identity row in ``C``.
+    :func:`mrgrpo.theory.influence_an` / :func:`mrgrpo.theory.influence_na`
+    (their kernels, on the batch of prompts). Channels constant over all of a
+    prompt's rollouts get weight 0 (``C`` has an identity row for them).
+
+    Parameters
+    ----------
+    w : ``(R,)``; sigma : ``(P, R)``; C : ``(P, R, R)``; varies : ``(P, R)`` bool
     """
     we = np.where(varies, w, 0.0)
-    ws = we * np.where(varies, sigma, 1.0)
-    na = np.einsum("pk,pkl->pl", we, C)
-    num = np.einsum("pk,pkl->pl", ws, C)
-    var_s = np.einsum("pl,pl->p", num, ws)
-    ok = var_s > 0
-    an = np.where(ok[:, None], num / np.sqrt(np.where(ok, var_s, 1.0))[:, None], np.nan)
-    na = np.where((we != 0).any(axis=1)[:, None], na, np.nan)
+    an = _influence_an(we, np.where(varies, sigma, 1.0), C)
+    na = np.where((we != 0).any(axis=-1)[..., None], _influence_na(we, C), np.nan)
     return an, na
