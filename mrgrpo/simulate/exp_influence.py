@@ -36,7 +36,7 @@ def fig1b(n_trials: int = 200000, seed: SeedLike = 0, ratios=None, rho: float = 
     ``sqrt(w^T Sigma w)`` (centred by the sample mean, as the paper's harness).
     Theory from :func:`mrgrpo.theory.influence_an` / :func:`~mrgrpo.theory.influence_na`.
     """
-    th, rng, w = theory, as_generator(seed), np.asarray(w, float)
+    rng, w = as_generator(seed), np.asarray(w, float)
     ratios = np.linspace(0.25, 4.0, 16) if ratios is None else np.asarray(ratios, float)
     C = corr2(rho)
     rows = []

@@ -71,7 +71,7 @@ def figT2(n_trials: int = 150000, seed: SeedLike = 0, gammas=None, p_a: float = 
     :func:`mrgrpo.theory.prop4_gamma_star` and the simulated zero crossing.
     ``reduced`` selects the exact count-based sampler (see ``_prop4_trials``).
     """
-    th, rng, w = theory, as_generator(seed), np.asarray(w, float)
+    rng, w = as_generator(seed), np.asarray(w, float)
     gammas = np.linspace(0, 3, 16) if gammas is None else np.asarray(gammas, float)
     rows = []
     for gm in gammas:

@@ -52,7 +52,7 @@ def figS3(n_trials: int = 400000, seed: SeedLike = 0, ms=(4, 6, 8, 12, 16, 24, 3
     ``-3 theta / 4`` (Gaussian) and ``-theta / 2`` (Bernoulli(1/2); in units of
     sigma the leading coefficient is ``-(1/2 + (kurtosis - 1)/8)``, kurtosis 1).
     """
-    th, rng = theory, as_generator(seed)
+    rng = as_generator(seed)
     rows = []
     for kind in ("gauss", "bern"):
         for m in ms:
@@ -111,7 +111,7 @@ def fig2a(n_trials: int = 200000, seed: SeedLike = 0, ms=_MS2, p: float = 0.5, a
     Theory: :func:`mrgrpo.theory.baseline_estimator_mean` with ``theta`` from
     :func:`mrgrpo.theory.single_reward_theta`.
     """
-    th, rng = theory, as_generator(seed)
+    rng = as_generator(seed)
     theta = float(theory.single_reward_theta(p, a))
     rows = []
     for m in ms:

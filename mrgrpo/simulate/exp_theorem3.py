@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 
 from mrgrpo._checks import SeedLike, as_generator
-from mrgrpo.simulate import exact
 from mrgrpo import theory
 from mrgrpo.simulate._common import W2, corr2, wCw2
 from mrgrpo.simulate._mc import blockwise, frame, mean_se, row
@@ -34,7 +33,7 @@ def fig1a(n_trials: int = 40000, seed: SeedLike = 0, ms=(2, 4, 8, 16, 32, 64, 12
     Returns rows ``(rho, m)`` with quantity ``"mse"``; theory from
     :func:`mrgrpo.theory.thm3_oracle_mse` with ``tau2 = 1``.
     """
-    th, rng, w = theory, as_generator(seed), np.asarray(w, float)
+    rng, w = as_generator(seed), np.asarray(w, float)
     rows = []
     for rho in rhos:
         for m in ms:
@@ -46,7 +45,7 @@ def fig1a(n_trials: int = 40000, seed: SeedLike = 0, ms=(2, 4, 8, 16, 32, 64, 12
 
 def fig1c(n_trials: int = 40000, seed: SeedLike = 0, rhos=None, m: int = 64, w=W2) -> pd.DataFrame:
     """Coefficient ``m * MSE`` of oracle NA vs rho at ``m = 64``: traces ``w^T C w = 2 + 2 rho``."""
-    th, rng, w = theory, as_generator(seed), np.asarray(w, float)
+    rng, w = as_generator(seed), np.asarray(w, float)
     rhos = np.round(np.linspace(-0.9, 0.9, 19), 12) if rhos is None else np.asarray(rhos, float)
     rows = []
     for rho in rhos:
