@@ -359,7 +359,7 @@ def summary_print(result: Thm3Result, label: str = "", file=None) -> None:
     for i, row in enumerate(r.pooled_C):
         nd = r.pooled_C_nondegenerate[i] if r.pooled_C_nondegenerate.size else np.full(len(row), np.nan)
         out.append("    " + "  ".join(f"{v:+.3f}" for v in row) + "   |  " + "  ".join(f"{v:+.3f}" for v in nd))
-    out.append(f"  fraction of groups where each channel is constant: "
+    out.append("  fraction of groups where each channel is constant: "
                + ", ".join(f"{v:.3f}" for v in r.frac_constant)
                + f"   (any channel: {r.frac_degenerate:.3f})")
     out.append(f"  predicted MSE (pooled)   : {r.predicted_pooled:.5f}")

@@ -42,7 +42,6 @@ def register(subparsers) -> None:
 
 def handler(args) -> int:
     import numpy as np
-    import pandas as pd
 
     from mrgrpo.analysis import analyze, floor_check, summary_print
     from mrgrpo.rollouts import MockBackend, pack_for_analysis, run_corpus
