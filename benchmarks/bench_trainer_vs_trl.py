@@ -1,0 +1,179 @@
+"""Training steps per second: ``mrgrpo.train.GRPOTrainer`` vs TRL's ``GRPOTrainer`` (trl 1.16).
+
+The identical setup for both: the tiny policy (``data/tiny-math``; a random tiny
+Qwen2 of the same shape if it is missing), LoRA r = 16 / alpha 32 on q, k, v, o,
+4 prompts x m = 8 completions per step, ``max_new_tokens`` 16, temperature 1,
+beta (KL) 0.05, one update per batch, per-token ("dapo" / "token") loss
+aggregation, lr 1e-3, two reward channels, ``OMP_NUM_THREADS=1``.
+
+Each backend runs in its own fresh subprocess (so neither sees the other's
+imports or memory), repeated and interleaved; the first ``--warmup`` steps of a
+run are not timed. Reported: median steps/s, the ratio ours / TRL, mean
+completion length in tokens, EOS included (the work per step), and peak memory during training (CPU:
+the peak resident set size, reset just before training; GPU:
+``torch.cuda.max_memory_allocated``).
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_trainer_vs_trl.py [--steps 30] [--repeats 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+P, M, MAX_NEW, BETA, LR, TEMP = 4, 8, 16, 0.05, 1e-3, 1.0
+PROMPTS = [f"Q: {a} + {b} = ?\nA:" for a in range(10) for b in range(10)]
+
+
+def rewards(completion: str) -> tuple[float, float]:
+    return float("=" in completion), sum(c.isdigit() for c in completion) / max(len(completion), 1)
+
+
+def model_path(tmp: str) -> str:
+    shipped = ROOT / "data" / "tiny-math"
+    if (shipped / "config.json").exists():
+        return str(shipped)
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _tiny_lm import build_tiny_lm
+
+    return build_tiny_lm(Path(tmp) / "tiny", hidden=64, init_std=0.02)
+
+
+def _reset_peak() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_ours(path: str, steps: int, warmup: int, tmp: str) -> dict:
+    from mrgrpo.train import GRPOConfig, GRPOTrainer
+
+    stamps = []
+
+    def reward_fn(c, p):
+        return list(rewards(c))
+
+    reward_fn.channel_names = ("has_eq", "digits")
+    cfg = GRPOConfig(model=path, mode="na", weights=(1.0, 1.0), n_steps=steps, batch_prompts=P, m=M,
+                     max_new_tokens=MAX_NEW, temperature=TEMP, kl_coef=BETA, lr=LR, lora_r=16, lora_alpha=32,
+                     num_iterations=1, loss_aggregation="token", progress=False, seed=0,
+                     use_chat_template=False)  # TRL sends plain-string prompts as they are
+    tr = GRPOTrainer(cfg, reward_fn, PROMPTS, callbacks=[lambda t, r: stamps.append(time.perf_counter())])
+    tr._load()  # model loading is not training
+    _reset_peak()
+    t0 = time.perf_counter()
+    hist = tr.train()
+    lens = [r["completion_len"] for r in hist]
+    return {"t0": t0, "stamps": stamps, "completion_len": sum(lens) / len(lens), "peak_mb": _peak_mb()}
+
+
+def run_trl(path: str, steps: int, warmup: int, tmp: str) -> dict:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    stamps, lens = [], []
+
+    def has_eq(prompts, completions, completion_ids, **kw):
+        lens.extend(len(c) for c in completion_ids)  # tokens up to and including EOS, as ours
+        return [rewards(c)[0] for c in completions]
+
+    def digits(prompts, completions, **kw):
+        return [rewards(c)[1] for c in completions]
+
+    class Stamp(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            stamps.append(time.perf_counter())
+
+    import torch
+
+    args = GRPOConfig(output_dir=str(Path(tmp) / "trl"), per_device_train_batch_size=P * M, num_generations=M,
+                      max_completion_length=MAX_NEW, temperature=TEMP, beta=BETA, num_iterations=1,
+                      learning_rate=LR, max_steps=steps, loss_type="dapo", logging_steps=10**6,
+                      save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
+                      use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(),
+                      dataloader_num_workers=0)
+    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                      task_type="CAUSAL_LM")
+    trainer = GRPOTrainer(model=path, reward_funcs=[has_eq, digits], args=args, peft_config=lora,
+                          train_dataset=Dataset.from_dict({"prompt": PROMPTS}), callbacks=[Stamp()])
+    _reset_peak()
+    t0 = time.perf_counter()
+    trainer.train()
+    return {"t0": t0, "stamps": stamps, "completion_len": sum(lens) / max(len(lens), 1), "peak_mb": _peak_mb()}
+
+
+def child(backend: str, steps: int, warmup: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = model_path(tmp)
+        out = (run_ours if backend == "ours" else run_trl)(path, steps, warmup, tmp)
+    st = out["stamps"]
+    timed = st[warmup:]
+    steps_per_s = (len(timed) - 1) / (timed[-1] - timed[0]) if len(timed) > 1 else float("nan")
+    print(json.dumps({"backend": backend, "steps_per_s": steps_per_s, "completion_len": out["completion_len"],
+                      "peak_mb": out["peak_mb"], "n_steps": len(st)}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--child", choices=("ours", "trl"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(a.child, a.steps, a.warmup)
+        return
+    import statistics
+
+    import trl
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    results = {"ours": [], "trl": []}
+    for rep in range(a.repeats):
+        for backend in (("ours", "trl") if rep % 2 == 0 else ("trl", "ours")):
+            proc = subprocess.run([sys.executable, __file__, "--child", backend, "--steps", str(a.steps),
+                                   "--warmup", str(a.warmup)], env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(f"{backend} run failed:\n{proc.stderr[-3000:]}")
+            rec = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[backend].append(rec)
+            print(f"  repeat {rep}: {backend:4s} {rec['steps_per_s']:6.2f} steps/s, completion length "
+                  f"{rec['completion_len']:.1f}, peak memory {rec['peak_mb']:.0f} MiB", flush=True)
+    med = {b: statistics.median(r["steps_per_s"] for r in results[b]) for b in results}
+    mem = {b: max(r["peak_mb"] for r in results[b]) for b in results}
+    print(f"\nsetup: {P} prompts x m={M}, max_new_tokens={MAX_NEW}, beta={BETA}, LoRA r=16, one update per batch, "
+          f"OMP_NUM_THREADS=1, trl {trl.__version__}, {a.steps} steps ({a.warmup} untimed) x {a.repeats} repeats")
+    print(f"mrgrpo GRPOTrainer: {med['ours']:.2f} steps/s   peak memory {mem['ours']:.0f} MiB")
+    print(f"TRL GRPOTrainer:    {med['trl']:.2f} steps/s   peak memory {mem['trl']:.0f} MiB")
+    print(f"ratio (ours / TRL): {med['ours'] / med['trl']:.2f}x steps/s, {mem['ours'] / mem['trl']:.2f}x peak memory")
+
+
+if __name__ == "__main__":
+    main()

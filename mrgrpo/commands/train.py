@@ -1,0 +1,166 @@
+"""``mrgrpo train``: multi-reward GRPO from the command line.
+
+Examples::
+
+    mrgrpo train --mode na --n-steps 50                      # tiny policy, mini-math, CPU
+    mrgrpo train --mode an --weights 1,1,0.5 --m 8 --out runs/an
+    mrgrpo train --preset paper --task fintech --out runs/fin-na   # Qwen2.5-1.5B, GPU
+    mrgrpo train --out runs/an --resume                      # continue an interrupted run
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+TASKS = ("mini-math", "fintech", "gsm8k")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1,1,0.5, got {text!r}")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated channel indices like 1,2, got {text!r}")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a policy with multi-reward GRPO (AN / NA / single)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=("tiny", "paper"), default="tiny",
+                   help="tiny: the shipped tiny policy on CPU (default); paper: Qwen2.5-1.5B-Instruct, "
+                        "LoRA r=16, lr 5e-6, 500 steps")
+    p.add_argument("--model", help="local path or hub id (default: the preset's model)")
+    p.add_argument("--task", choices=TASKS, default="mini-math")
+    p.add_argument("--mode", choices=("na", "an", "single"), default="na")
+    p.add_argument("--weights", type=_floats, help="channel weights, e.g. 1,1,0.5 (default 1,1,0.5)")
+    p.add_argument("--n-steps", type=int)
+    p.add_argument("--m", type=int, help="completions per prompt (group size)")
+    p.add_argument("--batch-prompts", type=int, help="prompts per step")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--kl-coef", type=float)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--num-iterations", type=int)
+    p.add_argument("--conditioning", choices=("none", "zero_fill", "subgroup"))
+    p.add_argument("--cond-idx", type=_ints, help="conditioned channel(s), e.g. 1 or 1,2 (gate: channel 0)")
+    p.add_argument("--batch-rescale", action="store_true", help="TRL normalize_then_sum batch rescale")
+    p.add_argument("--full-finetune", action="store_true", help="train every weight instead of LoRA")
+    p.add_argument("--n-train", type=int, default=400, help="training prompts")
+    p.add_argument("--n-eval", type=int, default=64, help="held-out evaluation prompts (0: none)")
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--gsm8k-path", help="local GSM8K .jsonl/.parquet (offline)")
+    p.add_argument("--L0", type=float, help="math length target in tokens (default: 32 on mini-math, 200 on gsm8k)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="output folder: metrics.json/csv, eval.csv, adapter/, checkpoints/")
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=handler)
+
+
+def _config(args):
+    from mrgrpo.train import GRPOConfig
+
+    over = {k: v for k, v in dict(
+        model=args.model, mode=args.mode, weights=args.weights, n_steps=args.n_steps, m=args.m,
+        batch_prompts=args.batch_prompts, lr=args.lr, kl_coef=args.kl_coef, temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens, num_iterations=args.num_iterations,
+        conditioning=args.conditioning, cond_idx=args.cond_idx, seed=args.seed, device=args.device,
+        out_dir=args.out, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+    ).items() if v is not None}
+    if over.get("cond_idx") is not None and len(over["cond_idx"]) == 1:
+        over["cond_idx"] = over["cond_idx"][0]
+    over.update(resume=args.resume, progress=not args.no_progress, batch_rescale=args.batch_rescale)
+    if args.full_finetune:
+        over["use_lora"] = False
+    if args.preset == "paper":
+        return GRPOConfig.paper(**over)
+    over.setdefault("n_steps", 50)
+    if args.task == "mini-math":
+        from mrgrpo.tiny import TINY_MAX_NEW_TOKENS
+
+        over.setdefault("max_new_tokens", TINY_MAX_NEW_TOKENS)
+    if args.out and "checkpoint_every" not in over:
+        over["checkpoint_every"] = 10
+    return GRPOConfig(**over)
+
+
+def _reward(args, tokenizer=None):
+    """The reward function of ``--task`` (its ``channel_names`` fix R)."""
+    if args.task == "fintech":
+        from mrgrpo.rewards.fintech import FintechRewardFunction
+
+        return FintechRewardFunction()
+    from mrgrpo.rewards.math import MathRewardFunction
+
+    if args.task == "gsm8k":
+        return MathRewardFunction(L0=args.L0 or 200)
+    from mrgrpo.tiny import TINY_L0
+
+    # mini-math: lengths in the policy's tokens (characters for the tiny policy)
+    return MathRewardFunction(L0=args.L0 or TINY_L0, tokenizer=tokenizer)
+
+
+def _prompts(args, has_template: bool):
+    """(training prompts, evaluation prompts) of ``--task``."""
+    if args.task == "fintech":
+        from mrgrpo.tasks.fintech import make_fintech_prompts
+
+        items = make_fintech_prompts(args.n_train + args.n_eval, seed=args.seed)
+        return items[: args.n_train], items[args.n_train:]
+    if args.task == "gsm8k":
+        from mrgrpo.tasks.gsm8k import load_gsm8k
+
+        train = load_gsm8k("train", n=args.n_train, path=args.gsm8k_path, seed=args.seed)
+        test = load_gsm8k("test", n=args.n_eval, path=args.gsm8k_path, seed=args.seed) if args.n_eval else []
+        return train, test
+    from mrgrpo.tasks.mini_math import format_prompt, make_mini_math
+
+    def fmt(items):
+        # a chat template (the shipped tiny policy has one) wraps the question itself
+        # as "Q: ...\nA:"; without one, write that frame into the prompt
+        return items if has_template else [{**p, "prompt": format_prompt(p)} for p in items]
+
+    return (fmt(make_mini_math(args.n_train, seed=args.seed, split="train")),
+            fmt(make_mini_math(args.n_eval, seed=args.seed, split="test")))
+
+
+def handler(args) -> int:
+    cfg = _config(args)
+    reward_fn = _reward(args)
+    cfg.validate(n_channels=len(reward_fn.channel_names))  # before any model loads
+    from mrgrpo.train import default_model_path
+
+    if cfg.model == default_model_path() and not Path(cfg.model).exists():
+        raise FileNotFoundError(f"the shipped tiny policy is missing at {cfg.model}; pass --model PATH|HUB_ID")
+    has_template = False
+    if args.task == "mini-math":
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(cfg.model)
+        has_template = bool(cfg.use_chat_template and getattr(tok, "chat_template", None))
+        reward_fn = _reward(args, tokenizer=tok)
+    train, test = _prompts(args, has_template)
+
+    from mrgrpo.train import GRPOTrainer
+
+    trainer = GRPOTrainer(cfg, reward_fn, train, eval_prompts=test or None)
+    if test and not cfg.resume:
+        trainer.evaluate()  # the untrained policy, for comparison
+    history = trainer.train()
+    last = history[-1]
+    print(f"trained {cfg.n_steps} steps ({cfg.mode}); last step: "
+          + ", ".join(f"{n}={last[f'reward/{n}']:.3f}" for n in trainer.channel_names))
+    if trainer.eval_history:
+        print("held-out evaluation (one greedy completion per prompt):")
+        print(trainer.eval_table().to_string(float_format=lambda x: f"{x:.3f}"))
+    if cfg.out_dir:
+        print(f"wrote {cfg.out_dir}/metrics.json, metrics.csv, eval.csv, adapter/ and checkpoints/")
+    return 0

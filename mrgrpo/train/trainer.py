@@ -1,0 +1,476 @@
+"""``GRPOTrainer``: multi-reward GRPO, readable top to bottom.
+
+One training step::
+
+    prompts  --sample m completions each (temperature T)-->  rollouts    (P m rows)
+    rollouts --reward_fn, R channels-->                      rewards     (P, m, R)
+    rewards  --conditioning, then AN / NA / single-->        advantages  (P, m)
+    advantages, old log-probs, reference log-probs
+             --num_iterations x (clipped surrogate + beta k3 KL)--> AdamW steps
+
+Correctness details, each tested in ``tests/test_train_*.py``:
+
+- prompts are left-padded, so every completion starts in the same column; the
+  completion mask ends at the first EOS (inclusive), so EOS is trained even when
+  pad == EOS; completions that hit ``max_new_tokens`` are marked ``truncated``;
+- the ratio's denominator ``old_logp`` is the log-prob under the policy that
+  sampled the batch, kept across the ``num_iterations`` updates (iteration 0 uses
+  the detached log-prob of its own forward pass, so its ratio is exactly 1);
+- the KL anchor is the per-token k3 estimator against the frozen reference: the
+  base model with the LoRA adapters switched off (``disable_adapter()``), or a
+  frozen copy for full fine-tuning;
+- randomness is derived from ``(seed, step)``: prompt choice, sampling and
+  dropout of step ``k`` do not depend on how the run got there, so a resumed run
+  repeats an uninterrupted one exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import GRPOConfig, default_model_path
+from .losses import aggregate, clip_fraction, clipped_surrogate, k3_kl, sequence_token_logprobs
+from .masks import completion_mask, left_pad
+from .metrics import reward_metrics, write_history
+from .sampling import sample_completions
+
+RewardFn = Callable[[str, Any], Sequence[float]]
+Callback = Callable[["GRPOTrainer", dict], None]
+
+__all__ = ["GRPOTrainer"]
+
+# config fields that must match between a checkpoint and the run resuming it
+_RESUME_MUST_MATCH = ("model", "mode", "weights", "seed", "m", "batch_prompts", "max_new_tokens",
+                      "temperature", "use_lora", "lora_r", "lora_alpha", "conditioning", "lr",
+                      "kl_coef", "clip_eps", "num_iterations", "loss_aggregation")
+
+
+def _check_prompt(item: Any, where: str) -> Any:
+    """Validate one prompt item (str, chat list, or dict) and return it unchanged."""
+    if isinstance(item, str):
+        if not item:
+            raise ValueError(f"{where} is an empty string")
+        return item
+    if isinstance(item, dict):
+        if "messages" in item:
+            _check_prompt(item["messages"], f"{where}['messages']")
+        elif not isinstance(item.get("prompt", item.get("text")), str):
+            raise ValueError(f"{where} is a dict without a 'prompt', 'text' or 'messages' key: "
+                             f"keys {sorted(item)}")
+        return item
+    if isinstance(item, (list, tuple)) and item and all(
+            isinstance(m, dict) and "role" in m and "content" in m for m in item):
+        return item
+    raise ValueError(f"{where} must be a string, a list of chat messages "
+                     f"({{'role', 'content'}} dicts) or a dict with 'prompt'/'messages'; "
+                     f"got {type(item).__name__}")
+
+
+class GRPOTrainer:
+    """Group-relative policy optimisation with several reward channels.
+
+    Parameters
+    ----------
+    config : GRPOConfig
+    reward_fn : callable ``(completion: str, prompt_item) -> R floats``
+        ``R == len(config.weights)``; if it has ``channel_names`` they name the
+        metrics and their count is checked against the weights up front.
+    prompts : sequence
+        Training prompts: strings, chat-message lists, or dicts
+        (``{"prompt": ...}`` or ``{"messages": [...]}`` plus metadata such as
+        ``"gold"``). The reward function receives the item as given.
+    eval_prompts : sequence, optional
+        Held-out prompts, evaluated every ``config.eval_every`` steps and at the end.
+    callbacks : sequence of callables ``(trainer, record) -> None``
+        Called after every step (after its checkpoint is written).
+
+    Attributes
+    ----------
+    history : list of dict
+        One metrics record per step.
+    eval_history : list of dict
+        One record per evaluation.
+    """
+
+    def __init__(self, config: GRPOConfig, reward_fn: RewardFn, prompts: Sequence[Any],
+                 eval_prompts: Optional[Sequence[Any]] = None, callbacks: Sequence[Callback] = ()):
+        if not isinstance(config, GRPOConfig):
+            raise ValueError(f"config must be a GRPOConfig, got {type(config).__name__}")
+        if not callable(reward_fn):
+            raise ValueError("reward_fn must be callable: reward_fn(completion, prompt) -> R floats")
+        names = getattr(reward_fn, "channel_names", None)
+        self.cfg = config.validate(n_channels=len(names) if names is not None else None)
+        self.reward_fn = reward_fn
+        R = len(self.cfg.weights)
+        self.channel_names = tuple(str(n) for n in names) if names is not None else tuple(f"c{k}" for k in range(R))
+        if prompts is None or len(prompts) == 0:
+            raise ValueError("prompts must be a non-empty sequence")
+        self.prompts = [_check_prompt(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
+        self.eval_prompts = [_check_prompt(p, f"eval_prompts[{i}]") for i, p in enumerate(eval_prompts or [])]
+        self.callbacks = list(callbacks)
+        self.out_dir = Path(self.cfg.out_dir) if self.cfg.out_dir else None
+        self.history: list[dict] = []
+        self.eval_history: list[dict] = []
+        self.step = 0  # steps completed
+        self.model = None
+        self.tokenizer = None
+
+    # ------------------------------------------------------------------ setup
+    def _load(self) -> None:
+        """Tokenizer, policy (LoRA or full), reference, optimizer, scheduler."""
+        if self.model is not None:
+            return
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        cfg = self.cfg
+        if cfg.model == default_model_path() and not Path(cfg.model).exists():
+            raise FileNotFoundError(
+                f"the shipped tiny policy is missing at {cfg.model}; restore data/tiny-math from the "
+                "repository or pass model=<path or hub id> (e.g. GRPOConfig.paper())")
+        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
+        on_gpu = self.device.type == "cuda"
+        dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if on_gpu else "float32")
+        # LoRA: frozen base weights may be low precision; full FT keeps fp32 master weights
+        load_dtype = getattr(torch, dtype) if (cfg.use_lora and on_gpu) else torch.float32
+        self._autocast = (lambda: torch.autocast(self.device.type, dtype=getattr(torch, dtype))) \
+            if (on_gpu and dtype != "float32") else contextlib.nullcontext
+        torch.manual_seed(cfg.seed)  # LoRA initialisation
+
+        tok = AutoTokenizer.from_pretrained(cfg.model)
+        tok.padding_side = "left"
+        if tok.eos_token_id is None:
+            raise ValueError(f"tokenizer of {cfg.model} has no EOS token; completions could never end")
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=load_dtype).to(self.device)
+        eos = {int(tok.eos_token_id)}
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        eos.update([gen_eos] if isinstance(gen_eos, int) else (gen_eos or []))
+        self.eos_ids = sorted(eos)
+
+        self.ref_model = None
+        if cfg.use_lora:
+            from peft import LoraConfig, get_peft_model
+
+            model = get_peft_model(model, LoraConfig(
+                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                target_modules=list(cfg.lora_target_modules), bias="none", task_type="CAUSAL_LM"))
+        elif cfg.kl_coef > 0:
+            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.model, self.tokenizer = model, tok
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas),
+                                           weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self._prompt_ids = [self._encode(p) for p in self.prompts]
+        self._eval_ids = [self._encode(p) for p in self.eval_prompts]
+
+    def _lr_factor(self, step: int) -> float:
+        cfg = self.cfg
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "linear":
+            return max(0.0, (cfg.n_steps - step) / max(1, cfg.n_steps - cfg.warmup_steps))
+        return 1.0
+
+    def _encode(self, item: Any) -> list[int]:
+        """Token ids of one prompt item (chat template when the tokenizer has one)."""
+        cfg, tok = self.cfg, self.tokenizer
+        if isinstance(item, dict):
+            body = item["messages"] if "messages" in item else item.get("prompt", item.get("text"))
+        else:
+            body = item
+        use_template = cfg.use_chat_template is True or (
+            cfg.use_chat_template == "auto" and getattr(tok, "chat_template", None))
+        if isinstance(body, str) and use_template:
+            body = ([{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []) + \
+                   [{"role": "user", "content": body}]
+        if isinstance(body, str):
+            text = f"{cfg.system_prompt}\n{body}" if cfg.system_prompt else body
+            return tok(text, add_special_tokens=True)["input_ids"]
+        if not getattr(tok, "chat_template", None):
+            raise ValueError(f"prompt {body!r:.60} is a chat-message list but the tokenizer of "
+                             f"{cfg.model} has no chat template")
+        text = tok.apply_chat_template(list(body), tokenize=False, add_generation_prompt=True)
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> list[dict]:
+        """Run ``n_steps`` GRPO steps (continuing from a checkpoint if ``resume``).
+
+        Returns
+        -------
+        list of dict
+            ``self.history``: one metrics record per step.
+        """
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        self._load()
+        if cfg.resume:
+            self._resume()
+        bar = tqdm(range(self.step, cfg.n_steps), initial=self.step, total=cfg.n_steps,
+                   disable=not cfg.progress, desc=f"GRPO[{cfg.mode}]")
+        for step in bar:
+            t0 = time.perf_counter()
+            rows = self._prompt_rows(step)                    # (P m,) prompt index of each rollout
+            gen = self._seed_step(step)
+            roll = self._rollout(rows, gen)
+            rewards = self._score(roll["texts"], rows, step).reshape(-1, cfg.m, len(cfg.weights))  # (P, m, R)
+            adv = self.advantages(rewards)                     # (P, m)
+            upd = self._update(roll, adv.reshape(-1))
+            dt = time.perf_counter() - t0
+            rec = {"step": step + 1, **upd,
+                   **reward_metrics(rewards, adv, torch.as_tensor(cfg.weights, dtype=torch.float64),
+                                    self.channel_names, cfg.adv_eps),
+                   "completion_len": roll["n_tokens"] / len(rows),
+                   "truncated_frac": float(roll["truncated"].float().mean()),
+                   "step_time": dt, "tokens_per_s": roll["n_tokens"] / dt}
+            self.history.append(rec)
+            self.step = step + 1
+            bar.set_postfix({n[:8]: f"{rec[f'reward/{n}']:.2f}" for n in self.channel_names}
+                            | {"kl": f"{rec['kl']:.3f}"})
+            if self.eval_prompts and cfg.eval_every and self.step % cfg.eval_every == 0:
+                self.evaluate()
+            if self.out_dir:
+                write_history(self.history, self.out_dir)
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.checkpoint()
+            for cb in self.callbacks:
+                cb(self, rec)
+        bar.close()
+        if self.eval_prompts and not (self.eval_history and self.eval_history[-1]["step"] == self.step):
+            self.evaluate()
+        if self.out_dir:
+            write_history(self.history, self.out_dir)
+            self.save(self.out_dir / "adapter")
+            self.checkpoint()
+        return self.history
+
+    # ------------------------------------------------------------------ step pieces
+    def _prompt_rows(self, step: int) -> np.ndarray:
+        """Prompt index of each of the ``P m`` rollouts of ``step`` (a function of seed and step)."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, step, 0])
+        n = len(self.prompts)
+        idx = rng.choice(n, size=cfg.batch_prompts, replace=n < cfg.batch_prompts)
+        return np.repeat(idx, cfg.m)
+
+    def _seed_step(self, step: int) -> torch.Generator:
+        """Seed dropout (global torch RNG) and return the sampling generator for ``step``."""
+        a, b = np.random.default_rng([self.cfg.seed, step, 1]).integers(0, 2**62, size=2)
+        torch.manual_seed(int(a))
+        return torch.Generator(device=self.device).manual_seed(int(b))
+
+    def _rollout(self, rows: np.ndarray, gen: torch.Generator, ids_list=None,
+                 temperature: Optional[float] = None) -> dict:
+        """Sample one completion per row; build ids, masks and decoded texts."""
+        cfg = self.cfg
+        ids_list = self._prompt_ids if ids_list is None else ids_list
+        p_ids, p_mask = left_pad([ids_list[i] for i in rows], self.pad_id)
+        p_ids, p_mask = p_ids.to(self.device), p_mask.to(self.device)
+        self.model.eval()
+        with self._autocast():
+            comp = sample_completions(self.model, p_ids, p_mask, cfg.max_new_tokens,
+                                      cfg.temperature if temperature is None else temperature,
+                                      self.eos_ids, self.pad_id, gen)
+        attn_mask, truncated = completion_mask(comp, self.eos_ids)
+        loss_mask = attn_mask * (~truncated).long().unsqueeze(1) if cfg.mask_truncated else attn_mask
+        eos = set(self.eos_ids)
+        texts = []
+        for row in comp.tolist():
+            cut = next((k for k, t in enumerate(row) if t in eos), len(row))
+            texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True))
+        return {"input_ids": torch.cat([p_ids, comp], dim=1),
+                "attention_mask": torch.cat([p_mask, attn_mask], dim=1),
+                "loss_mask": loss_mask, "n_completion": comp.shape[1], "texts": texts,
+                "truncated": truncated, "n_tokens": int(attn_mask.sum())}
+
+    def _score(self, texts: list[str], rows: np.ndarray, step: int, prompts=None) -> torch.Tensor:
+        """``(n, R)`` rewards of ``n`` completions; on a reward-function fault, checkpoint then raise."""
+        from mrgrpo.rewards.base import RewardFunctionError, score_completions
+
+        cfg = self.cfg
+        prompts = self.prompts if prompts is None else prompts
+        try:
+            r = score_completions(self.reward_fn, texts, [prompts[i] for i in rows],
+                                  n_channels=len(cfg.weights))
+        except Exception as exc:
+            where = f"checkpoint of the {self.step} completed steps saved to {self.checkpoint()}; " \
+                    "fix the reward function and rerun with resume=True" if self.out_dir \
+                else "no checkpoint written (out_dir is not set)"
+            raise RewardFunctionError(f"training stopped at step {step + 1}: {exc} [{where}]",
+                                      getattr(exc, "index", -1)) from exc
+        return torch.as_tensor(r, dtype=torch.float64)
+
+    def advantages(self, rewards) -> torch.Tensor:
+        """The ``(P, m)`` advantages the update uses: conditioning, then AN / NA / single.
+
+        Parameters
+        ----------
+        rewards : shape ``(P, m, R)``
+        """
+        from mrgrpo.advantage.torch import apply_conditioning, compute_advantage_batch
+
+        cfg = self.cfg
+        r = torch.as_tensor(rewards, dtype=torch.float64)
+        if cfg.conditioning != "none":
+            r = apply_conditioning(r, gate_idx=cfg.gate_idx, cond_idx=list(cfg.cond_indices),
+                                   impl=cfg.conditioning, threshold=cfg.cond_threshold)
+        return compute_advantage_batch(r, torch.as_tensor(cfg.weights, dtype=torch.float64), mode=cfg.mode,
+                                       eps=cfg.adv_eps, ddof=cfg.adv_ddof, batch_rescale=cfg.batch_rescale)
+
+    def _ref_context(self):
+        """The reference policy: LoRA off on the same weights, or the frozen copy."""
+        if self.ref_model is not None:
+            return contextlib.nullcontext(self.ref_model)
+        model = self.model
+
+        @contextlib.contextmanager
+        def adapters_off():
+            with model.disable_adapter():
+                yield model
+        return adapters_off()
+
+    def _update(self, roll: dict, adv: torch.Tensor) -> dict:
+        """``num_iterations`` optimizer steps on one batch of rollouts; returns metrics."""
+        cfg = self.cfg
+        ids, attn, lmask, C = roll["input_ids"], roll["attention_mask"], roll["loss_mask"], roll["n_completion"]
+        adv = adv.to(self.device, torch.float32)
+        N = ids.shape[0]
+        mbs = [slice(k, k + N // cfg.grad_accum) for k in range(0, N, N // cfg.grad_accum)]
+        n_tokens = float(lmask.sum())
+
+        ref = [None] * len(mbs)
+        if cfg.kl_coef > 0:
+            with torch.no_grad(), self._ref_context() as ref_model, self._autocast():
+                ref_model.eval()
+                ref = [sequence_token_logprobs(ref_model, ids[s], attn[s], C, cfg.temperature) for s in mbs]
+
+        old = [None] * len(mbs)
+        self.iteration_stats = []
+        self.model.train()
+        for it in range(cfg.num_iterations):
+            self.optimizer.zero_grad(set_to_none=True)
+            tot = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0}
+            clipped = counted = 0.0
+            for k, s in enumerate(mbs):
+                with self._autocast():
+                    logp = sequence_token_logprobs(self.model, ids[s], attn[s], C, cfg.temperature)
+                if it == 0:
+                    old[k] = logp.detach()  # the sampling policy's log-probs, kept for later iterations
+                pg_tok, ratio = clipped_surrogate(logp, old[k], adv[s], cfg.clip_eps)
+                pg = aggregate(pg_tok, lmask[s], cfg.loss_aggregation, n_tokens, N)
+                loss = pg
+                if cfg.kl_coef > 0:
+                    kl = aggregate(k3_kl(logp, ref[k]), lmask[s], cfg.loss_aggregation, n_tokens, N)
+                    loss = loss + cfg.kl_coef * kl
+                    tot["kl"] += kl.item()
+                loss.backward()
+                tot["loss"] += loss.item()
+                tot["pg_loss"] += pg.item()
+                c, n = clip_fraction(ratio, lmask[s], cfg.clip_eps)
+                clipped, counted = clipped + c, counted + n
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm else float("inf"))
+            self.optimizer.step()
+            self.iteration_stats.append({**tot, "clip_frac": clipped / max(counted, 1.0), "grad_norm": float(norm)})
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        first = self.iteration_stats[0]
+        return {"loss": first["loss"], "pg_loss": first["pg_loss"], "kl": first["kl"],
+                "clip_frac": float(np.mean([s["clip_frac"] for s in self.iteration_stats])),
+                "grad_norm": first["grad_norm"], "lr": lr}
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, prompts: Optional[Sequence[Any]] = None) -> dict:
+        """Score one completion per held-out prompt (greedy unless ``eval_temperature > 0``).
+
+        Returns
+        -------
+        dict
+            ``step``, the mean of every channel, ``aggregate``, completion length
+            and truncated fraction; also appended to ``eval_history``.
+        """
+        cfg = self.cfg
+        self._load()
+        if prompts is not None:
+            items = [_check_prompt(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
+            ids_list = [self._encode(p) for p in items]
+        else:
+            items, ids_list = self.eval_prompts, self._eval_ids
+        if not items:
+            raise ValueError("no evaluation prompts: pass eval_prompts to GRPOTrainer or prompts= here")
+        gen = torch.Generator(device=self.device).manual_seed(cfg.eval_seed)
+        rewards, n_tok, n_trunc = [], 0, 0
+        for start in range(0, len(items), cfg.eval_batch_size):
+            rows = np.arange(start, min(start + cfg.eval_batch_size, len(items)))
+            roll = self._rollout(rows, gen, ids_list=ids_list, temperature=cfg.eval_temperature)
+            rewards.append(self._score(roll["texts"], rows, self.step, prompts=items))
+            n_tok += roll["n_tokens"]
+            n_trunc += int(roll["truncated"].sum())
+        r = torch.cat(rewards).numpy()
+        rec = {"step": self.step, **{n: float(r[:, k].mean()) for k, n in enumerate(self.channel_names)},
+               "aggregate": float((r @ np.asarray(self.cfg.weights)).mean()),
+               "completion_len": n_tok / len(items), "truncated_frac": n_trunc / len(items)}
+        self.eval_history.append(rec)
+        if self.out_dir:
+            write_history(self.eval_history, self.out_dir, stem="eval")
+        return rec
+
+    def eval_table(self):
+        """``pandas.DataFrame``: one row per evaluation, one column per channel."""
+        import pandas as pd
+
+        return pd.DataFrame(self.eval_history).set_index("step") if self.eval_history else pd.DataFrame()
+
+    def metrics_table(self):
+        """``pandas.DataFrame`` of the per-step metrics."""
+        import pandas as pd
+
+        return pd.DataFrame(self.history).set_index("step") if self.history else pd.DataFrame()
+
+    # ------------------------------------------------------------------ saving, resuming
+    def save(self, path) -> Path:
+        """Write the adapter (``peft.PeftModel.from_pretrained`` loads it) or the full model."""
+        if self.model is None:
+            raise RuntimeError("nothing to save: the model is not loaded (call train() first)")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+        return path
+
+    def _state(self) -> dict:
+        return {"step": self.step, "history": self.history, "eval_history": self.eval_history,
+                "config": self.cfg.to_dict()}
+
+    def checkpoint(self) -> Path:
+        """Write an atomic checkpoint of the current state under ``out_dir/checkpoints``."""
+        if self.out_dir is None:
+            raise ValueError("checkpoint() needs config.out_dir")
+        return save_checkpoint(self.out_dir / "checkpoints", self.step, self.model, self.optimizer,
+                               self.scheduler, self._state(), tokenizer=self.tokenizer)
+
+    def _resume(self) -> None:
+        path = latest_checkpoint(self.out_dir / "checkpoints")
+        if path is None:
+            return  # nothing to resume: a fresh run
+        state = load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+        saved, now = state["config"], self.cfg.to_dict()
+        diff = [k for k in _RESUME_MUST_MATCH if saved.get(k) != now.get(k)]
+        if diff:
+            raise ValueError(f"cannot resume from {path}: config differs in {diff} "
+                             f"(checkpoint {[saved.get(k) for k in diff]}, now {[now.get(k) for k in diff]})")
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+        self.eval_history = list(state["eval_history"])
