@@ -33,7 +33,7 @@ test: setup
 book: setup
 	./scripts/vendor_mathjax.sh
 	JUPYTER_DATA_DIR=$(CURDIR)/_build/.jupyter JUPYTER_RUNTIME_DIR=$(CURDIR)/_build/.jupyter/runtime \
-	  PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/jupyter-book build -W --keep-going .
+	  PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter-book build -W --keep-going .
 	@echo "book: open _build/html/index.html"
 
 clean-book:
