@@ -119,6 +119,29 @@ class GRPOConfig:
         base.update(overrides)
         return cls(**base)
 
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "GRPOConfig":
+        """A short-run recipe on which the shipped tiny policy measurably learns.
+
+        LoRA (r = 16, alpha = 32) on the last transformer block only (its attention
+        output projection and MLP), lr 3e-3, 20 steps of 4 prompts x m = 8 at
+        temperature 1, KL 0.05, evaluation sampled at temperature 1. LoRA on the
+        attention of every layer (the default) or full fine-tuning at lr >= 3e-4
+        moves the answer format as fast but erodes the policy's arithmetic within
+        20 steps (held-out correctness 0.33 -> 0.02-0.19); restricting the update
+        to the last block keeps correctness where it was while the format and the
+        aggregate rise (``tests/test_train_learning_tiny.py``).
+        """
+        base = dict(
+            use_lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.0,
+            lora_target_modules=("layers.3.self_attn.o_proj", "layers.3.mlp.gate_proj",
+                                 "layers.3.mlp.up_proj", "layers.3.mlp.down_proj"),
+            n_steps=20, batch_prompts=4, m=8, lr=3e-3, kl_coef=0.05, temperature=1.0,
+            max_new_tokens=64, eval_temperature=1.0, eval_batch_size=128,
+        )
+        base.update(overrides)
+        return cls(**base)
+
     def replace(self, **changes: Any) -> "GRPOConfig":
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
