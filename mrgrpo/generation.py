@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mrgrpo.kvcache import cache_kwarg, cache_of, preallocate
 from mrgrpo.rollouts import Backend, Corpus, MockBackend, Rollouts, pack_for_analysis, run_corpus
 
 __all__ = [
@@ -212,68 +213,6 @@ def load_model(model: str | os.PathLike, *, device: str = "cpu", dtype: Any = No
 
 
 # ----------------------------------------------------------------------------- sampling
-def _cache_kwarg(model) -> str:
-    """transformers 5.x names the KV cache ``cache``; older models and peft wrappers ``past_key_values``."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-def _preallocate(cache: Any, extra: int) -> None:
-    """Give each plain dynamic cache layer room for ``extra`` more positions.
-
-    transformers' ``DynamicLayer`` appends by ``torch.cat``, which copies the
-    whole cache at every token (half the decode time for a tiny model). Layers
-    of exactly that class are switched to :class:`_BufferedLayer`, which writes
-    into a preallocated buffer; any other cache is left as it is.
-    """
-    try:
-        from transformers.cache_utils import DynamicLayer
-    except ImportError:  # pragma: no cover - older transformers
-        return
-    for layer in getattr(cache, "layers", ()):
-        if type(layer) is not DynamicLayer or not getattr(layer, "is_initialized", False) or layer.keys.numel() == 0:
-            continue
-        n = layer.keys.shape[-2]
-        for name in ("keys", "values"):
-            old = getattr(layer, name)
-            buf = old.new_empty((*old.shape[:-2], n + extra, old.shape[-1]))
-            buf[..., :n, :] = old
-            setattr(layer, "_buf_" + name, buf)
-            setattr(layer, name, buf[..., :n, :])
-        layer.__class__ = _get_buffered_layer()
-
-
-_BUFFERED: Any = None
-
-
-def _get_buffered_layer():
-    global _BUFFERED
-    if _BUFFERED is None:
-        from transformers.cache_utils import DynamicLayer
-
-        class _BufferedLayer(DynamicLayer):
-            def update(self, key_states, value_states, *args, **kwargs):
-                n, q = self.keys.shape[-2], key_states.shape[-2]
-                if n + q > self._buf_keys.shape[-2]:  # out of room: fall back to concatenation
-                    self.__class__ = DynamicLayer
-                    return DynamicLayer.update(self, key_states, value_states, *args, **kwargs)
-                self._buf_keys[..., n:n + q, :] = key_states
-                self._buf_values[..., n:n + q, :] = value_states
-                self.keys = self._buf_keys[..., :n + q, :]
-                self.values = self._buf_values[..., :n + q, :]
-                return self.keys, self.values
-
-        _BUFFERED = _BufferedLayer
-    return _BUFFERED
-
-
-def _cache_of(out) -> Any:
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
-
-
 def _sample_batch(model, prompt_ids: Sequence[Sequence[int]], uniforms: np.ndarray, *, temperature: float,
                   eos_id: int | None, pad_id: int) -> tuple[list[list[int]], np.ndarray]:
     """Sample one batch of rows with a KV cache.
@@ -309,13 +248,13 @@ def _sample_batch(model, prompt_ids: Sequence[Sequence[int]], uniforms: np.ndarr
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     u = torch.as_tensor(uniforms, dtype=torch.float64, device=device)
     out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
-    past, logits = _cache_of(out), out.logits[:, -1, :]
-    cache_kw = _cache_kwarg(model)
+    past, logits = cache_of(out), out.logits[:, -1, :]
+    cache_kw = cache_kwarg(model)
     inv = torch.as_tensor(inv_list, dtype=torch.long, device=device)
     if len(heads) != n:
         past.reorder_cache(inv)
         logits, attn, pos = logits[inv], attn[inv], pos[inv]
-    _preallocate(past, T)
+    preallocate(past, T)
     pos = pos[:, -1:]
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     steps: list[torch.Tensor] = []
@@ -336,7 +275,7 @@ def _sample_batch(model, prompt_ids: Sequence[Sequence[int]], uniforms: np.ndarr
         pos = pos + 1
         out = model(input_ids=nxt.unsqueeze(-1), attention_mask=attn, position_ids=pos,
                     use_cache=True, **{cache_kw: past})
-        past, logits = _cache_of(out), out.logits[:, -1, :]
+        past, logits = cache_of(out), out.logits[:, -1, :]
     gen = torch.stack(steps, dim=1).cpu().numpy()
     done = finished.cpu().numpy()
     tokens: list[list[int]] = []

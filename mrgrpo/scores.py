@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mrgrpo._checks import SeedLike, as_generator
+from mrgrpo.kvcache import cache_kwarg, cache_of
 
 __all__ = ["PARAM_SETS", "NORMALIZE", "select_parameters", "random_directions", "tokenize_pairs",
            "score_projections", "score_projections_naive", "TokenizedPairs"]
@@ -207,22 +208,6 @@ def tokenize_pairs(tokenizer, prompts: Sequence[Any], completions: Sequence[Any]
 
 
 # ----------------------------------------------------------------------------- log-probabilities
-def _position_ids(mask):
-    return (mask.long().cumsum(dim=1) - 1).clamp(min=0)
-
-
-def _cache_kwarg(model) -> str:
-    import inspect
-
-    base = model.get_base_model() if _is_peft(model) else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-def _cache_of(out):
-    c = getattr(out, "cache", None)
-    return c if c is not None else getattr(out, "past_key_values", None)
-
-
 def _batch_plan(tok: TokenizedPairs, batch_size: int) -> list:
     """Row batches: rows grouped by prompt, longest completions first, ``batch_size`` rows each."""
     order = sorted(range(len(tok.prompt_ids)),
@@ -264,15 +249,17 @@ def _completion_logprob(model, params: dict, h_ids, h_mask, c_ids, c_mask, inv, 
     import torch
     from torch.func import functional_call
 
+    from mrgrpo.train.masks import position_ids
+
     out = functional_call(model, params, (), {
-        "input_ids": h_ids, "attention_mask": h_mask, "position_ids": _position_ids(h_mask),
+        "input_ids": h_ids, "attention_mask": h_mask, "position_ids": position_ids(h_mask),
         "use_cache": True, "logits_to_keep": 1}, strict=False)
-    cache = _cache_of(out)
+    cache = cache_of(out)
     first = out.logits[:, -1, :].index_select(0, inv)  # predicts completion token 0
     if h_ids.shape[0] != c_ids.shape[0] or bool((inv != torch.arange(len(inv), device=inv.device)).any()):
         cache.reorder_cache(inv)
     full_mask = torch.cat([h_mask.index_select(0, inv), c_mask], dim=1)
-    pos = _position_ids(full_mask)[:, h_mask.shape[1]:]
+    pos = position_ids(full_mask)[:, h_mask.shape[1]:]
     out2 = functional_call(model, params, (), {
         "input_ids": c_ids, "attention_mask": full_mask, "position_ids": pos, "use_cache": True,
         cache_kw: cache}, strict=False)
@@ -352,7 +339,7 @@ def score_projections(model, tokenizer, prompts: Sequence[Any], completions: Seq
     tok = tokenize_pairs(tokenizer, prompts, completions, eos)
     device = next(model.parameters()).device
     primals = {k: v.detach() for k, v in sel.items()}
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_kwarg(model)
     pad_id = _pad_id(tokenizer)
     n = len(tok.prompt_ids)
     out = np.zeros((n, len(dirs)))

@@ -8,26 +8,14 @@ has finished.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Iterable, Optional
 
 import torch
 
+from ..kvcache import cache_kwarg, cache_of, preallocate
 from .masks import position_ids
 
 __all__ = ["sample_completions"]
-
-
-def _cache_kwarg(model) -> str:
-    """Name of the KV-cache argument of ``model.forward`` (``cache`` in transformers >= 5.2x)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    params = inspect.signature(base.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _cache_of(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 @torch.no_grad()
@@ -52,12 +40,13 @@ def sample_completions(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tenso
     -------
     torch.LongTensor, shape ``(N, C)`` with ``C <= max_new_tokens``.
     """
-    key = _cache_kwarg(model)
+    key = cache_kwarg(model)
     eos = torch.as_tensor(sorted(set(int(e) for e in eos_ids)), device=prompt_ids.device)
     N = prompt_ids.shape[0]
     attn = prompt_mask
     pos = position_ids(attn)
     out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
+    preallocate(cache_of(out), max_new_tokens)
     next_pos = pos[:, -1:] + 1
     done = torch.zeros(N, dtype=torch.bool, device=prompt_ids.device)
     ones = torch.ones((N, 1), dtype=attn.dtype, device=attn.device)
@@ -76,6 +65,6 @@ def sample_completions(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tenso
             break
         attn = torch.cat([attn, ones], dim=1)
         out = model(input_ids=tok.unsqueeze(1), attention_mask=attn, position_ids=next_pos,
-                    use_cache=True, **{key: _cache_of(out)})
+                    use_cache=True, **{key: cache_of(out)})
         next_pos = next_pos + 1
     return torch.stack(tokens, dim=1)
