@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-TASKS = ("mini-math", "fintech", "gsm8k")
+TASKS = ("mini-math", "fintech", "gsm8k")  # mrgrpo.tasks.registry.TASKS (kept stdlib-only here)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -82,72 +82,34 @@ def _config(args):
         over["use_lora"] = False
     if args.preset == "paper":
         return GRPOConfig.paper(**over)
+    if args.out and "checkpoint_every" not in over:
+        over["checkpoint_every"] = 10
+    from mrgrpo.train import default_model_path
+
+    if Path(over.get("model", default_model_path())).resolve() == Path(default_model_path()).resolve():
+        return GRPOConfig.tiny(**over)  # the recipe measured on the shipped tiny policy
     over.setdefault("n_steps", 50)
     if args.task == "mini-math":
         from mrgrpo.tiny import TINY_MAX_NEW_TOKENS
 
         over.setdefault("max_new_tokens", TINY_MAX_NEW_TOKENS)
-    if args.out and "checkpoint_every" not in over:
-        over["checkpoint_every"] = 10
     return GRPOConfig(**over)
-
-
-def _reward(args, tokenizer=None):
-    """The reward function of ``--task`` (its ``channel_names`` fix R)."""
-    if args.task == "fintech":
-        from mrgrpo.rewards.fintech import FintechRewardFunction
-
-        return FintechRewardFunction()
-    from mrgrpo.rewards.math import MathRewardFunction
-
-    if args.task == "gsm8k":
-        return MathRewardFunction(L0=args.L0 or 200)
-    from mrgrpo.tiny import TINY_L0
-
-    # mini-math: lengths in the policy's tokens (characters for the tiny policy)
-    return MathRewardFunction(L0=args.L0 or TINY_L0, tokenizer=tokenizer)
-
-
-def _prompts(args, has_template: bool):
-    """(training prompts, evaluation prompts) of ``--task``."""
-    if args.task == "fintech":
-        from mrgrpo.tasks.fintech import make_fintech_prompts
-
-        items = make_fintech_prompts(args.n_train + args.n_eval, seed=args.seed)
-        return items[: args.n_train], items[args.n_train:]
-    if args.task == "gsm8k":
-        from mrgrpo.tasks.gsm8k import load_gsm8k
-
-        train = load_gsm8k("train", n=args.n_train, path=args.gsm8k_path, seed=args.seed)
-        test = load_gsm8k("test", n=args.n_eval, path=args.gsm8k_path, seed=args.seed) if args.n_eval else []
-        return train, test
-    from mrgrpo.tasks.mini_math import format_prompt, make_mini_math
-
-    def fmt(items):
-        # a chat template (the shipped tiny policy has one) wraps the question itself
-        # as "Q: ...\nA:"; without one, write that frame into the prompt
-        return items if has_template else [{**p, "prompt": format_prompt(p)} for p in items]
-
-    return (fmt(make_mini_math(args.n_train, seed=args.seed, split="train")),
-            fmt(make_mini_math(args.n_eval, seed=args.seed, split="test")))
 
 
 def handler(args) -> int:
     cfg = _config(args)
-    reward_fn = _reward(args)
-    cfg.validate(n_channels=len(reward_fn.channel_names))  # before any model loads
+    from mrgrpo.tasks.registry import task_reward, task_setup
+
+    cfg.validate(n_channels=len(task_reward(args.task).channel_names))  # before any model loads
     from mrgrpo.train import default_model_path
 
     if cfg.model == default_model_path() and not Path(cfg.model).exists():
         raise FileNotFoundError(f"the shipped tiny policy is missing at {cfg.model}; pass --model PATH|HUB_ID")
-    has_template = False
-    if args.task == "mini-math":
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(cfg.model)
-        has_template = bool(cfg.use_chat_template and getattr(tok, "chat_template", None))
-        reward_fn = _reward(args, tokenizer=tok)
-    train, test = _prompts(args, has_template)
+    # the math tasks count lengths in the policy's tokens, so they load its tokenizer
+    setup = task_setup(args.task, None if args.task == "fintech" else cfg.model, n_train=args.n_train,
+                       n_eval=args.n_eval, seed=args.seed, L0=args.L0, gsm8k_path=args.gsm8k_path,
+                       use_chat_template=cfg.use_chat_template)
+    reward_fn, train, test = setup.reward_fn, setup.train_prompts, setup.eval_prompts
 
     from mrgrpo.train import GRPOTrainer
 

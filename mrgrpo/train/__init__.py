@@ -6,5 +6,7 @@ sampling), ``masks`` (which tokens count), ``losses`` (surrogate, k3 KL),
 """
 from .config import GRPOConfig, default_model_path
 from .trainer import GRPOTrainer
+from .experiment import MODE_LABELS, Comparison, compare_estimators, evaluate_adapters, held_out_summary
 
-__all__ = ["GRPOConfig", "GRPOTrainer", "default_model_path"]
+__all__ = ["GRPOConfig", "GRPOTrainer", "default_model_path", "MODE_LABELS", "Comparison", "compare_estimators",
+           "held_out_summary", "evaluate_adapters"]

@@ -1,0 +1,179 @@
+"""One place that says what a task is: its reward function and its prompts.
+
+The CLI (``mrgrpo train --task ...``), the Tier-2 rollout loader
+(:func:`mrgrpo.sources.load_rollouts`) and the Tier-3 chapter all build their task
+through :func:`task_setup`, so the three agree on prompts, splits and reward scales.
+
+- ``mini-math``: correctness, length (L0 = 32), format; ``make_mini_math``'s train
+  and test splits;
+- ``fintech``: compliance, politeness, action; one list of distinct
+  ``make_fintech_prompts`` scenarios, cut in two;
+- ``gsm8k``: correctness, length (L0 = 200), format; GSM8K's train and test splits,
+  shuffled by ``seed`` (a local file: one shuffled list, cut in two).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+__all__ = ["TASKS", "TaskSetup", "task_reward", "task_setup"]
+
+#: The task names :func:`task_setup` accepts.
+TASKS = ("mini-math", "fintech", "gsm8k")
+_GSM8K_L0 = 200.0
+
+
+@dataclass(frozen=True)
+class TaskSetup:
+    """A task ready to train or roll out on.
+
+    Attributes
+    ----------
+    task : str
+    reward_fn : callable
+        ``reward_fn(completion, prompt) -> R floats``, with ``channel_names``.
+    train_prompts, eval_prompts : list of dict
+        Prompt items (``prompt``, ``gold``, ...); the two lists share no prompt.
+    """
+
+    task: str
+    reward_fn: Any
+    train_prompts: list = field(default_factory=list)
+    eval_prompts: list = field(default_factory=list)
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return tuple(self.reward_fn.channel_names)
+
+
+def _check_task(task: str) -> str:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    return task
+
+
+def _tokenizer(tokenizer: Any) -> Any:
+    """``tokenizer`` as an object: a model folder or hub id is loaded with ``AutoTokenizer``."""
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(os.fspath(tokenizer))
+    return tokenizer
+
+
+def task_reward(task: str, tokenizer: Any = None, L0: Optional[float] = None) -> Any:
+    """The reward function of ``task``.
+
+    Parameters
+    ----------
+    task : {"mini-math", "fintech", "gsm8k"}
+    tokenizer : tokenizer object, model path or hub id, optional
+        The math tasks count the length channel in this tokenizer's tokens (None:
+        the reward's own fallback count). The fintech reward ignores it.
+    L0 : float, optional
+        Length target of the math tasks (default 32 for mini-math, the tiny
+        policy's scale, and 200 for GSM8K, the paper's).
+    """
+    _check_task(task)
+    if task == "fintech":
+        from mrgrpo.rewards.fintech import FintechRewardFunction
+
+        return FintechRewardFunction()
+    from mrgrpo.rewards.math import MathRewardFunction
+    from mrgrpo.tiny import TINY_L0
+
+    default = TINY_L0 if task == "mini-math" else _GSM8K_L0
+    return MathRewardFunction(L0=default if L0 is None else L0, tokenizer=_tokenizer(tokenizer))
+
+
+def _count(name: str, n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {n!r}")
+    return n
+
+
+def _distinct(make, n: int, seed: int) -> list:
+    """``n`` items of ``make(k, seed)`` with distinct prompt texts, in draw order.
+
+    The fintech generator repeats a scenario now and then (about 4% of 480 draws);
+    dropping repeats keeps a repeated scenario out of both the training and the
+    held-out list.
+    """
+    k = n
+    while True:
+        seen: dict[str, dict] = {}
+        for item in make(k, seed=seed):
+            seen.setdefault(item["prompt"], item)
+        if len(seen) >= n or k >= 64 * n + 1024:
+            break
+        k *= 2
+    if len(seen) < n:
+        raise ValueError(f"could not draw {n} distinct prompts (only {len(seen)} in {k} draws)")
+    return list(seen.values())[:n]
+
+
+def task_setup(task: str, tokenizer: Any = None, n_train: int = 400, n_eval: int = 64, seed: int = 0, *,
+               L0: Optional[float] = None, gsm8k_path: str | os.PathLike | None = None,
+               use_chat_template: bool | str = True) -> TaskSetup:
+    """Reward function, training prompts and held-out prompts of ``task``.
+
+    Parameters
+    ----------
+    task : {"mini-math", "fintech", "gsm8k"}
+    tokenizer : tokenizer object, model path or hub id, optional
+        The policy's tokenizer: it sets the math length unit and, for mini-math,
+        whether prompts need the ``"Q: ...\\nA:"`` frame written into them (only
+        when the policy has no chat template, or ``use_chat_template`` is False).
+    n_train, n_eval : int
+        Prompt counts (``n_eval = 0``: no held-out prompts).
+    seed : int
+        Selects the prompts; the train and held-out lists never overlap (mini-math
+        and GSM8K draw from disjoint splits; fintech cuts one list of distinct
+        scenarios in two).
+    L0 : float, optional
+        Length target of the math tasks (see :func:`task_reward`).
+    gsm8k_path : path, optional
+        A local GSM8K ``.jsonl`` / ``.parquet`` (offline use). It is shuffled by
+        ``seed`` and cut into ``n_train`` training and ``n_eval`` held-out problems.
+    use_chat_template : bool or "auto"
+        The trainer's setting: False means prompts are never wrapped in the chat
+        template (``GRPOConfig.use_chat_template``).
+
+    Returns
+    -------
+    TaskSetup
+    """
+    _check_task(task)
+    n_train, n_eval = _count("n_train", n_train), _count("n_eval", n_eval)
+    tok = _tokenizer(tokenizer) if task != "fintech" else None
+    reward_fn = task_reward(task, tok, L0=L0)
+    if task == "fintech":
+        from mrgrpo.tasks.fintech import make_fintech_prompts
+
+        items = _distinct(make_fintech_prompts, n_train + n_eval, seed)
+        return TaskSetup(task, reward_fn, items[:n_train], items[n_train:])
+    if task == "gsm8k":
+        from mrgrpo.tasks.gsm8k import load_gsm8k
+
+        if gsm8k_path is not None:
+            # one local file holds one split: shuffle it once and cut it in two, so
+            # the held-out prompts are not the training prompts
+            items = load_gsm8k("train", n=n_train + n_eval, path=gsm8k_path, seed=seed)
+            if len(items) < n_train + n_eval:
+                raise ValueError(f"{gsm8k_path} has {len(items)} problems; n_train + n_eval = {n_train + n_eval}")
+            return TaskSetup(task, reward_fn, items[:n_train], items[n_train:])
+        train = load_gsm8k("train", n=n_train, seed=seed) if n_train else []
+        test = load_gsm8k("test", n=n_eval, seed=seed) if n_eval else []
+        return TaskSetup(task, reward_fn, train, test)
+    from mrgrpo.tasks.mini_math import format_prompt, make_mini_math
+
+    has_template = bool(use_chat_template and getattr(tok, "chat_template", None))
+
+    def frame(items: list) -> list:
+        # a chat template (the shipped tiny policy has one) wraps the question as
+        # "Q: ...\nA:" itself; without one, write that frame into the prompt
+        return items if has_template else [{**p, "prompt": format_prompt(p)} for p in items]
+
+    return TaskSetup(task, reward_fn, frame(make_mini_math(n_train, seed=seed, split="train")),
+                     frame(make_mini_math(n_eval, seed=seed, split="test")))
