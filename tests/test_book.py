@@ -328,6 +328,7 @@ SMALL = {
     "tier2": {"n_boot": 200},
     "planner": {"n_boot": 200},
     "tier3": {"steps": 2, "seeds": [0], "n_train": 8, "n_eval": 8},
+    "real_scores": {"n_prompts": 6, "K": 3, "m_max": 16, "n_boot": 100},
     "rerun": {},
 }
 
