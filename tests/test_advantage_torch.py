@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 from mrgrpo import advantage as npa  # noqa: E402
 from mrgrpo.advantage import CONDITIONING, MODES  # noqa: E402
@@ -99,7 +99,7 @@ def test_ddof_and_batch_rescale_equal_numpy():
 
 def test_reproduces_trl_aggregations():
     """TRL 1.16 GRPOTrainer._generate_and_score_completions, both aggregations, re-run with its nanstd."""
-    trl_utils = pytest.importorskip("trl.trainer.utils")
+    from trl.trainer import utils as trl_utils
     nanstd = trl_utils.nanstd
     rng = np.random.default_rng(9)
     n_groups, m, K = 5, 8, 3

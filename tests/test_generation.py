@@ -7,8 +7,7 @@ import time
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+import torch
 
 from mrgrpo.generation import HFBackend, group_uniforms, load_model, prompt_to_text, sample_completions  # noqa: E402
 from mrgrpo.rewards.base import RewardFunctionError  # noqa: E402
@@ -16,18 +15,11 @@ from mrgrpo.rewards.math import MathRewardFunction  # noqa: E402
 from mrgrpo.tasks.mini_math import format_prompt, make_mini_math  # noqa: E402
 from mrgrpo.tiny import DEFAULT_MODEL_DIR, TINY_L0  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "config.json").exists(),
-                                reason="data/tiny-math is not built (python -m mrgrpo.tiny pretrain)")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 MAX_NEW = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -171,7 +171,6 @@ def test_bad_input():
 
 def test_collect_smoke(tmp_path):
     """End to end on a random tiny LM: shapes, token counts, and scores equal to the naive reference."""
-    pytest.importorskip("torch")
     from _tiny_lm import build_tiny_lm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

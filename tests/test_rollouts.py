@@ -63,7 +63,7 @@ def test_mock_mixed_marginals_and_three_channels():
 
 def test_reference_mock_flips_the_sign():
     """The reference package's mock turns a requested +0.8 (correctness, length) into about -0.65."""
-    ref = pytest.importorskip("multireward_grpo.generation")
+    from multireward_grpo import generation as ref
     C = np.array([[1.0, 0.8, 0.0], [0.8, 1.0, 0.0], [0.0, 0.0, 1.0]])
     rb = ref.MockBackend(C=C)
     x = np.concatenate([rb.generate_for_prompt("p", "0", 64, seed=s).rewards for s in range(300)])

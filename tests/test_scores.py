@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+import torch
 
 from mrgrpo.scores import (random_directions, score_projections, score_projections_naive,  # noqa: E402
                            select_parameters, tokenize_pairs)

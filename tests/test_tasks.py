@@ -202,7 +202,6 @@ def test_gsm8k_offline_fails_fast_with_instructions(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
     monkeypatch.setattr(gsm8k_mod, "_hub_reachable", lambda *a, **k: pytest.fail("offline must not probe"))
-    pytest.importorskip("datasets")  # the optional [data] extra
     import datasets.config
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets", raising=False)

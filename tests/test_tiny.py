@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
 
 from mrgrpo.rollouts import Corpus, pack_for_analysis  # noqa: E402
 from mrgrpo.tasks.mini_math import MINI_MATH_ALPHABET, format_example, format_prompt, make_mini_math  # noqa: E402
@@ -17,16 +16,9 @@ from mrgrpo.tiny.pretrain import TinyConfig, alt_answer, pretrain  # noqa: E402
 from mrgrpo.tiny.tokenizer import build_tokenizer, byte_symbols  # noqa: E402
 
 MODEL, CORPUS = DEFAULT_MODEL_DIR, DEFAULT_CORPUS_DIR
-need_model = pytest.mark.skipif(not (MODEL / "config.json").exists(), reason="data/tiny-math is not built")
-need_corpus = pytest.mark.skipif(not (CORPUS / "corpus.parquet").exists(), reason="data/mini-corpus is not built")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +53,6 @@ def test_built_tokenizer_is_character_level_and_round_trips():
     assert tok.eos_token == tok.pad_token == "<|endoftext|>" and tok.eos_token_id == 0
 
 
-@need_model
 def test_reloaded_tokenizer_round_trips_exactly(shipped):
     _, tok = shipped
     built = build_tokenizer()
@@ -75,7 +66,6 @@ def test_reloaded_tokenizer_round_trips_exactly(shipped):
     assert tok.pad_token_id == tok.eos_token_id == 0
 
 
-@need_model
 def test_chat_template_gives_the_training_prompt(shipped):
     _, tok = shipped
     msgs = [{"role": "user", "content": "tom has 3 pens. how many pens does tom have now?"}]
@@ -84,7 +74,6 @@ def test_chat_template_gives_the_training_prompt(shipped):
 
 
 # ----------------------------------------------------------------------------- model
-@need_model
 def test_shipped_model_loads_offline_and_is_small(shipped, monkeypatch):
     from transformers import AutoModelForCausalLM
 
@@ -105,7 +94,6 @@ def test_shipped_model_loads_offline_and_is_small(shipped, monkeypatch):
     assert 0.2 <= record["eval"]["t1_accuracy"] <= 0.7
 
 
-@need_model
 def test_base_behaviour_leaves_room_for_rl(shipped):
     """Fresh held-out problems (another seed than the model card's): accuracy and channel variability."""
     model, tok = shipped
@@ -146,7 +134,6 @@ def corpus():
     return Corpus.load_parquet(CORPUS / "corpus.parquet")
 
 
-@need_corpus
 def test_shipped_corpus_loads_and_matches_its_npz(corpus):
     params = json.loads((CORPUS / "generation.json").read_text())
     P, K = params["n_prompts"], params["K_seeds"]
@@ -163,7 +150,6 @@ def test_shipped_corpus_loads_and_matches_its_npz(corpus):
     assert sizes < 20 * 2**20
 
 
-@need_corpus
 def test_shipped_corpus_na_ratio_ci(corpus):
     from mrgrpo.analysis import analyze
 
@@ -174,8 +160,6 @@ def test_shipped_corpus_na_ratio_ci(corpus):
     assert 0 < res.frac_degenerate < 1
 
 
-@need_corpus
-@need_model
 def test_a_slice_of_the_corpus_regenerates_exactly(corpus):
     """Two prompts x two seeds of the shipped corpus, regenerated from the shipped model, score the same."""
     from mrgrpo.generation import HFBackend
