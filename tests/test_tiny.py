@@ -19,8 +19,6 @@ MODEL, CORPUS = DEFAULT_MODEL_DIR, DEFAULT_CORPUS_DIR
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
-
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -119,6 +117,41 @@ def test_pretraining_is_deterministic():
     assert not all(torch.equal(sa[k], c.model.state_dict()[k]) for k in sa)
     # training moved the weights away from the initialisation
     assert a.steps_run == 6 and a.history[-1]["loss"] < a.history[0]["loss"] + 1.0
+
+
+def test_training_batches_need_no_attention_mask(shipped):
+    """Right padding + causal attention: dropping the mask leaves every answer-token loss unchanged.
+
+    The pretraining loop relies on this to skip the mask. The check is per token (a mean
+    could hide a pad leaking into one position) and uses the shipped model, whose
+    attention is far from uniform.
+    """
+    from mrgrpo.tiny.pretrain import _batch, _encode
+
+    model, tok = shipped
+    probs = make_mini_math(12, seed=7, split="train")
+    seqs, starts = _encode(tok, probs, np.array([i % 3 == 0 for i in range(len(probs))]))
+    assert len({len(s) for s in seqs}) > 3  # real padding in the batch
+    ids, labels = _batch(seqs, starts, tok.eos_token_id)
+    mask = (torch.arange(ids.shape[1])[None, :] < torch.tensor([len(s) for s in seqs])[:, None]).long()
+
+    def token_losses(**kw):
+        with torch.no_grad():
+            logits = model(input_ids=ids, **kw).logits[:, :-1]
+        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none")
+
+    keep = labels[:, 1:] != -100
+    assert keep.sum() > 200
+    torch.testing.assert_close(token_losses()[keep], token_losses(attention_mask=mask)[keep], rtol=1e-5, atol=1e-6)
+    # the check has teeth: with left padding the pads come first and, unmasked, change the logits
+    short = int(np.argmin([len(s) for s in seqs]))
+    n = len(seqs[short])
+    left = torch.full_like(ids[short], tok.eos_token_id)
+    left[-n:] = ids[short, :n]
+    with torch.no_grad():
+        right_logits = model(input_ids=ids[short:short + 1]).logits[0, :n]
+        left_logits = model(input_ids=left[None]).logits[0, -n:]
+    assert (right_logits - left_logits).abs().max() > 1e-2
 
 
 def test_bad_pretrain_config():

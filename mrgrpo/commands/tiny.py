@@ -8,6 +8,7 @@ import argparse
 import json
 import shlex
 import sys
+import time
 
 
 def add_subcommands(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +27,7 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--layers", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default 1; part of bitwise reproducibility)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default 2; part of bitwise reproducibility)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock cap (breaks reproducibility if it triggers)")
     p.add_argument("--n-eval", type=int, default=400, help="held-out problems for the model card's metrics")
     p.add_argument("--eval-seed", type=int, default=1)
@@ -82,7 +83,9 @@ def _command_line() -> str:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    t_start = time.perf_counter()  # the whole command: imports, training, evaluation, card
     import dataclasses
+    import os
     import platform
     from pathlib import Path
 
@@ -117,12 +120,15 @@ def _pretrain(args: argparse.Namespace) -> int:
     training = json.loads((out / "training.json").read_text())
     record = {"config": dataclasses.asdict(cfg), "training": training, "eval": ev, "n_params": n_params,
               "size_mb": size_mb, "L0": TINY_L0, "eval_seed": args.eval_seed, "command": _command_line(),
-              "machine": f"{platform.machine()} CPU, {cfg.threads} thread(s)", "torch": torch.__version__,
+              "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores), {cfg.threads} thread(s)", "torch": torch.__version__,
               "transformers": transformers.__version__}
     training.update(eval=ev, n_params=n_params, command=record["command"], torch=torch.__version__,
                     transformers=transformers.__version__)
-    (out / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     record["size_mb"] = sum(f.stat().st_size for f in out.iterdir() if f.is_file()) / 2**20
+    record["eval_threads"] = torch.get_num_threads()
+    record["command_seconds"] = time.perf_counter() - t_start
+    training["command_seconds"] = round(record["command_seconds"], 1)
+    (out / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     write_model_card(out, record)
     print(json.dumps({k: ev[k] for k in ("greedy_accuracy", "t1_accuracy", "varies_fraction",
                                          "completions_per_second")}, indent=2))

@@ -14,6 +14,7 @@ model card and the corpus builder.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -100,6 +101,11 @@ def _mix_text(mix) -> str:
             "(held-out evaluation uses the generator's own mix, about a third each)")
 
 
+def _command_time(record: dict) -> str:
+    secs = record.get("command_seconds")
+    return "" if secs is None else f" ({secs:.0f} s, {secs / 60:.1f} min, for the whole command, evaluation included)"
+
+
 def write_model_card(out: Path, record: dict) -> Path:
     """Write ``README.md`` (the model card) from a pretraining + evaluation record."""
     cfg, ev, tr = record["config"], record["eval"], record["training"]
@@ -155,8 +161,8 @@ tok = AutoTokenizer.from_pretrained("data/tiny-math")
   problems (train split, never trained on); training stops at the first evaluation that reaches
   the target accuracy {cfg['target_accuracy']}, and the evaluated checkpoint closest to the target is kept.
   Steps run: {tr['steps_run']} (stopped by: {tr['stopped_by']}); kept checkpoint: step {tr['best_step']}.
-- Time: {tr['seconds']:.0f} s of wall time on {record['machine']} (torch {record['torch']},
-  transformers {record['transformers']}).{(' ' + record['notes']) if record.get('notes') else ''}
+- Time: {tr['seconds']:.0f} s of training wall time{_command_time(record)} on {record['machine']}
+  (torch {record['torch']}, transformers {record['transformers']}).{(' ' + record['notes']) if record.get('notes') else ''}
 - Reproducibility: rerunning the command writes bitwise-identical weights with the same torch
   version and thread count; other versions or thread counts change float summation order and so
   the exact bits (and possibly which checkpoint is kept), not the recipe.
@@ -183,7 +189,7 @@ split="test")`, problems whose arithmetic skeleton never occurs in training), re
 | mean format score (T=1) | {ev['channel_means'].get('format', float('nan')):.3f} |
 | mean length score (T=1) | {ev['channel_means'].get('length', float('nan')):.3f} |
 | mean completion length (characters) | {ev['mean_completion_chars']:.1f} |
-| sampling throughput (T=1, 1 thread) | {ev['completions_per_second']:.0f} completions/s |
+| sampling throughput (T=1, {record.get('eval_threads', 1)} thread(s)) | {ev['completions_per_second']:.0f} completions/s |
 
 | arithmetic steps | accuracy, greedy | accuracy, T=1 |
 |---:|---:|---:|
@@ -227,9 +233,11 @@ def build_mini_corpus(model: str | Path = DEFAULT_MODEL_DIR, out: str | Path = D
                         batch_size=batch_size)
     backend.set_reward_fn(tiny_reward_fn(backend.tokenizer, L0))
     problems = [{**p, "gold_reasoning": p["solution"]} for p in make_mini_math(P, seed=prompt_seed, split="test")]
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     corpus = run_corpus(backend, problems, list(m_grid), K, subsample_from_max=True, seed=seed)
     seconds = time.perf_counter() - t0
+    load_after = os.getloadavg()[0]
     out.mkdir(parents=True, exist_ok=True)
     if not keep_completions:
         for g in corpus.rollouts:
@@ -254,6 +262,7 @@ def build_mini_corpus(model: str | Path = DEFAULT_MODEL_DIR, out: str | Path = D
         "truncated_fraction": backend.last_stats.get("truncated_fraction"),
         "mean_new_tokens": backend.last_stats.get("mean_new_tokens"),
         "torch": torch.__version__, "transformers": transformers.__version__, "machine": platform.machine(),
+        "cpu_count": os.cpu_count(), "load_average": [round(load_before, 2), round(load_after, 2)],
         "files": {"corpus.parquet": "one row per rollout (released-rollouts schema"
                                     + (", with completions)" if keep_completions else ")"),
                   "corpus.npz": "rewards_m{m} (P, K, m, R) and raw_length_m{m} (P, K, m)"},
@@ -284,6 +293,16 @@ def corpus_summary(corpus, w: Sequence[float] = (1.0, 1.0, 0.5), n_boot: int = 2
     return out
 
 
+def _threads_text(params: dict) -> str:
+    threads = params.get("threads")
+    text = "the default torch threads" if threads is None else f"{threads} CPU thread{'s' if threads != 1 else ''}"
+    if params.get("cpu_count"):
+        text += f" of a {params['cpu_count']}-core machine"
+    if params.get("load_average"):
+        text += f", load average {params['load_average'][0]:.1f} at the start and {params['load_average'][1]:.1f} at the end"
+    return text
+
+
 def _write_corpus_readme(out: Path, params: dict) -> None:
     rows = []
     for m, s in params["summary"]["by_m"].items():
@@ -301,8 +320,8 @@ rollouts (150 prompts x 16 seeds x 32 rollouts there): {params['n_prompts']} pro
 largest (`subsample_from_max`). Temperature {params['temperature']}, max_new_tokens
 {params['max_new_tokens']}.
 
-Regenerate ({params['seconds'] / 60:.0f} minutes at {params['completions_per_second']:.0f} completions/s on one CPU
-thread when this copy was made, on a machine shared with other jobs):
+Regenerate ({params['seconds'] / 60:.0f} minutes at {params['completions_per_second']:.0f} completions/s on
+{_threads_text(params)} when this copy was made):
 
 ```
 {params['command'] or 'python -m mrgrpo.tiny corpus --out data/mini-corpus'}
