@@ -125,12 +125,19 @@ class GRPOConfig:
 
         LoRA (r = 16, alpha = 32) on the last transformer block only (its attention
         output projection and MLP), lr 3e-3, 20 steps of 4 prompts x m = 8 at
-        temperature 1, KL 0.05, evaluation sampled at temperature 1. LoRA on the
-        attention of every layer (the default) or full fine-tuning at lr >= 3e-4
-        moves the answer format as fast but erodes the policy's arithmetic within
-        20 steps (held-out correctness 0.33 -> 0.02-0.19); restricting the update
-        to the last block keeps correctness where it was while the format and the
-        aggregate rise (``tests/test_train_learning_tiny.py``).
+        temperature 1, KL 0.05, evaluation sampled at temperature 1.
+
+        Why the last block: 20 NA steps on the mini-math reward from the shipped
+        policy (seeds 0 and 1; 256 held-out problems, one T = 1 sample each, so a
+        standard error of about 0.03; untrained format 0.80, correctness 0.31):
+
+        - this recipe: format 0.98-0.99, correctness 0.34-0.38;
+        - LoRA on the attention of every layer (the default targets): format
+          0.82-0.83, correctness down to 0.21-0.27;
+        - full fine-tuning at lr 3e-4: format 0.95-0.96, correctness 0.27-0.29.
+
+        The repeated evidence, three seeds per run type, is in
+        ``tests/test_train_learning_tiny.py``.
         """
         base = dict(
             use_lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.0,
