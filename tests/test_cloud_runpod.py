@@ -307,8 +307,10 @@ def test_signal_to_cli_process_deletes_pod(fake, dirs, sshd, sig):
            "--local-dir", str(dirs["local"]), "--ssh-key", str(sshd["client_key"]),
            "--ssh-user", getpass.getuser(), "--env-file", str(dirs["repo"] / "none.env"),
            "--", "echo started; sleep 60"]
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler; start the CLI as a terminal would, whatever launched pytest.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            cwd=dirs["repo"])
+                            cwd=dirs["repo"], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 20
         seen = []
