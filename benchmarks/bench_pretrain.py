@@ -26,9 +26,8 @@ from mrgrpo.tiny.pretrain import TinyConfig, _batch, _encode, _training_problems
 from mrgrpo.tiny.tokenizer import build_tokenizer
 
 
-def batches(cfg: TinyConfig, n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def batches(cfg: TinyConfig, tok, n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """``n`` (ids, labels, mask) training batches, each ``(B, L)``."""
-    tok = build_tokenizer()
     problems = _training_problems(TinyConfig(n_train=1024), seed)
     seqs, starts = _encode(tok, problems, np.zeros(len(problems), dtype=bool))
     order = np.argsort([len(s) for s in seqs], kind="stable")
@@ -69,11 +68,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="timed steps per configuration")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    cfg = TinyConfig()
-    data = batches(cfg, args.steps)
+    cfg, tok = TinyConfig(), build_tokenizer()
+    data = batches(cfg, tok, args.steps)
     rows = {}
     for threads in sorted({1, args.threads}):
-        for masked, sec in seconds_per_step(cfg, data, len(build_tokenizer()), threads).items():
+        for masked, sec in seconds_per_step(cfg, data, len(tok), threads).items():
             rows[threads, masked] = sec
             print(f"threads {threads}, {'with' if masked else 'without'} mask: "
                   f"{1000 * sec:.1f} ms/step (median of {args.steps - 3})")

@@ -124,11 +124,11 @@ def _pretrain(args: argparse.Namespace) -> int:
               "transformers": transformers.__version__}
     training.update(eval=ev, n_params=n_params, command=record["command"], torch=torch.__version__,
                     transformers=transformers.__version__)
-    record["size_mb"] = sum(f.stat().st_size for f in out.iterdir() if f.is_file()) / 2**20
     record["eval_threads"] = torch.get_num_threads()
     record["command_seconds"] = time.perf_counter() - t_start
     training["command_seconds"] = round(record["command_seconds"], 1)
     (out / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+    record["size_mb"] = sum(f.stat().st_size for f in out.iterdir() if f.is_file()) / 2**20  # with training.json
     write_model_card(out, record)
     print(json.dumps({k: ev[k] for k in ("greedy_accuracy", "t1_accuracy", "varies_fraction",
                                          "completions_per_second")}, indent=2))
