@@ -22,20 +22,20 @@ import time
 import numpy as np
 import torch
 
-from mrgrpo.tiny.pretrain import TinyConfig, _batch, _encode, _training_problems, build_model_config
+from mrgrpo.tiny.pretrain import TinyConfig, answer_batch, encode_examples, training_problems, build_model_config
 from mrgrpo.tiny.tokenizer import build_tokenizer
 
 
 def batches(cfg: TinyConfig, tok, n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """``n`` (ids, labels, mask) training batches, each ``(B, L)``."""
-    problems = _training_problems(TinyConfig(n_train=1024), seed)
-    seqs, starts = _encode(tok, problems, np.zeros(len(problems), dtype=bool))
+    problems = training_problems(TinyConfig(n_train=1024), seed)
+    seqs, starts = encode_examples(tok, problems, np.zeros(len(problems), dtype=bool))
     order = np.argsort([len(s) for s in seqs], kind="stable")
     rng = np.random.default_rng(seed)
     out = []
     for b in rng.permutation(len(order) // cfg.batch_size)[:n]:
         idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-        ids, labels = _batch([seqs[i] for i in idx], [starts[i] for i in idx], tok.eos_token_id)
+        ids, labels = answer_batch([seqs[i] for i in idx], [starts[i] for i in idx], tok.eos_token_id)
         lengths = torch.tensor([len(seqs[i]) for i in idx])
         out.append((ids, labels, (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()))
     return out

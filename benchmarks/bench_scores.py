@@ -6,9 +6,9 @@
    (``" " + solution`` plus EOS, about 36 tokens, the length of the tiny policy's own
    completions), 256 times per prompt. The model is ``data/tiny-math`` (a random
    model of its shape when it is missing).
-2. Timed: :func:`mrgrpo.scores.score_projections` (jvp, prompt cache shared by the rows of a
+2. Timed: :func:`mrgrpo.lm.scores.score_projections` (jvp, prompt cache shared by the rows of a
    prompt) over the whole corpus along ``--directions`` directions; and
-   :func:`mrgrpo.scores.score_projections_naive` (one forward and one backward pass per
+   :func:`mrgrpo.lm.scores.score_projections_naive` (one forward and one backward pass per
    completion, then a dot product per direction) on the first ``--naive-rows`` rows.
    The ratio is naive / jvp time per completion (at the same number of directions),
    both measured in this run; the two are checked equal on the naive rows first.
@@ -63,7 +63,7 @@ def main() -> None:
 
     import torch
 
-    from mrgrpo.scores import score_projections, score_projections_naive
+    from mrgrpo.lm.scores import score_projections, score_projections_naive
     from mrgrpo.tiny import DEFAULT_MODEL_DIR
 
     torch.set_num_threads(args.threads)

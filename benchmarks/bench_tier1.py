@@ -8,7 +8,7 @@ into a temporary directory (never committed) and run as subprocesses with
 ``pip download multireward-grpo==0.1.1 --no-binary :all: --no-deps`` into
 ``benchmarks/_ref/`` (gitignored).
 
-Ours: the matching :mod:`mrgrpo.simulate` experiments at the same trial counts
+Ours: the matching :mod:`mrgrpo.sim` experiments at the same trial counts
 (``--scale 1`` = the paper's sizes). At ``--scale s < 1`` the reference
 scripts' Monte-Carlo constants are scaled by exact text substitution (every
 pattern must match once, or the run stops).
@@ -115,8 +115,8 @@ def run_reference(src: Path, name: str, scale: float, workdir: Path) -> tuple[fl
 
 def run_ours(names: list[str], scale: float, seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
     """Wall and CPU seconds of each of our experiments at ``scale`` times the paper's trial counts."""
-    from mrgrpo.simulate import EXPERIMENTS, PAPER_TRIALS
-    from mrgrpo.simulate._mc import scaled
+    from mrgrpo.sim import EXPERIMENTS, PAPER_TRIALS
+    from mrgrpo.sim.mc import scaled
     wall, cpu = {}, {}
     for name in names:
         fn = EXPERIMENTS[name]

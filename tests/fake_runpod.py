@@ -1,6 +1,6 @@
 """A fake RunPod REST API v1 for the tests: a real HTTP server on 127.0.0.1.
 
-Implements the endpoints :class:`mrgrpo.cloud.runpod.RunPodClient` uses, with the
+Implements the endpoints :class:`mrgrpo.ops.cloud.runpod.RunPodClient` uses, with the
 JSON shapes of https://rest.runpod.io/v1 (Pod objects with ``id``,
 ``desiredStatus``, ``costPerHr`` as a string, ``publicIp``, ``portMappings``
 ``{"22": port}``, ``gpu``, ``machine``...; errors as ``{"error": ..., "status": ...}``):

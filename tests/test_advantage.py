@@ -1,4 +1,4 @@
-"""mrgrpo.advantage (NumPy): agreement with the paper's package, properties, errors."""
+"""mrgrpo.core.advantage (NumPy): agreement with the paper's package, properties, errors."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import multireward_grpo.advantage as ref
-from mrgrpo import advantage as adv
-from mrgrpo.advantage import (
+from mrgrpo.core import advantage as adv
+from mrgrpo.core.advantage import (
     CONDITIONING,
     EPS,
     MODES,

@@ -1,4 +1,4 @@
-"""mrgrpo.advantage.torch: the trainer's twin equals the NumPy estimators."""
+"""mrgrpo.core.advantage_torch: the trainer's twin equals the NumPy estimators."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 
 import torch
 
-from mrgrpo import advantage as npa  # noqa: E402
-from mrgrpo.advantage import CONDITIONING, MODES  # noqa: E402
-from mrgrpo.advantage import torch as tha  # noqa: E402
+from mrgrpo.core import advantage as npa  # noqa: E402
+from mrgrpo.core.advantage import CONDITIONING, MODES  # noqa: E402
+from mrgrpo.core import advantage_torch as tha  # noqa: E402
 
 
 def _rewards(seed: int, shape, dtype=np.float64) -> np.ndarray:

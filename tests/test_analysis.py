@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrgrpo.advantage import compute_advantage_batch
+from mrgrpo.core.advantage import compute_advantage_batch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -12,8 +12,8 @@ from hypothesis.extra import numpy as hnp
 from mrgrpo.analysis import (Thm3Result, analyze, identity_demo, identity_gap, identity_sides, realized_influence,
                              summary_print)
 from mrgrpo.analysis.harness import group_stats, loglog_fit
-from mrgrpo.rollouts import MockBackend, pack_for_analysis, run_corpus
-from mrgrpo.stats import sample_correlation
+from mrgrpo.corpus import MockBackend, pack_for_analysis, run_corpus
+from mrgrpo.core.stats import sample_correlation
 
 W3 = np.array([1.0, 1.0, 0.5])
 REF_FIELDS = ("realized_an", "realized_na", "predicted_per_prompt", "predicted_pooled", "influence_an",
@@ -94,7 +94,7 @@ def test_unbiased_vs_paper_relation():
 def test_degenerate_accounting():
     x, w = _tensors()[2]
     r = analyze(x, w, n_boot=50)
-    from mrgrpo.advantage import constant_channel_mask
+    from mrgrpo.core.advantage import constant_channel_mask
 
     const = constant_channel_mask(x)
     np.testing.assert_allclose(r.frac_constant, const.mean(axis=(0, 1)))

@@ -7,8 +7,8 @@ import pytest
 from mrgrpo.analysis import analyze, floor_check, population_stats, predicted_influence
 from mrgrpo.analysis.floor import fisher_floor
 from mrgrpo.analysis.harness import group_stats, pooled_population
-from mrgrpo.rollouts import MockBackend, pack_for_analysis, run_corpus
-from mrgrpo.theory import expected_sample_correlation, gaussian_expected_correlation, influence_an, influence_na
+from mrgrpo.corpus import MockBackend, pack_for_analysis, run_corpus
+from mrgrpo.core.theory import expected_sample_correlation, gaussian_expected_correlation, influence_an, influence_na
 
 W3 = np.array([1.0, 1.0, 0.5])
 RHO = 0.5

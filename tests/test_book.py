@@ -20,7 +20,7 @@ import nbformat
 import pytest
 import yaml
 
-from mrgrpo.book import default_run_name, parameter_names, parse_value, relabel_markdown, resolve_chapter
+from mrgrpo.ops.book import default_run_name, parameter_names, parse_value, relabel_markdown, resolve_chapter
 
 ROOT = Path(__file__).resolve().parents[1]
 # Pages that are plain MyST markdown on purpose (no code to execute).

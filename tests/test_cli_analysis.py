@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mrgrpo.cli import main
-from mrgrpo.rollouts import MockBackend, run_corpus
+from mrgrpo.corpus import MockBackend, run_corpus, save_npz, save_parquet
 
 FIXTURE = Path(__file__).parent / "fixtures" / "released_rollouts_sample.parquet"
 
@@ -42,7 +42,7 @@ def corpus():
 
 @pytest.mark.parametrize("fmt", ["npz", "parquet"])
 def test_analyze_files(capsys, tmp_path, corpus, fmt):
-    path = corpus.save_npz(tmp_path / "c.npz") if fmt == "npz" else corpus.save_parquet(tmp_path / "c.parquet")
+    path = save_npz(corpus, tmp_path / "c.npz") if fmt == "npz" else save_parquet(corpus, tmp_path / "c.parquet")
     assert main(["analyze", str(path), "--w", "1,1,0.5", "--n-boot", "100", "--figures", str(tmp_path / "f")]) == 0
     out = capsys.readouterr().out
     assert "6 prompts x 5 seeds" in out and "ratio NA" in out and "population floor" in out

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from fake_runpod import FakeRunPod
-from mrgrpo.cloud import runpod as rp
-from mrgrpo.cloud import ssh as rssh
+from mrgrpo.ops.cloud import runpod as rp
+from mrgrpo.ops.cloud import ssh as rssh
 
 API_KEY = "rp_TESTKEY_5f1d2c9e8b7a6f5e4d3c2b1a0"
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,10 @@ import pytest
 
 import torch
 
-from mrgrpo.generation import HFBackend, group_uniforms, load_model, prompt_to_text, sample_completions  # noqa: E402
+from mrgrpo.corpus.hf import HFBackend  # noqa: E402
+from mrgrpo.lm.loader import load_model  # noqa: E402
+from mrgrpo.lm.prompts import render  # noqa: E402
+from mrgrpo.lm.sampling import group_uniforms, sample_completions  # noqa: E402
 from mrgrpo.rewards.base import RewardFunctionError  # noqa: E402
 from mrgrpo.rewards.math import MathRewardFunction  # noqa: E402
 from mrgrpo.tasks.mini_math import format_prompt, make_mini_math  # noqa: E402
@@ -18,8 +21,6 @@ from mrgrpo.tiny import DEFAULT_MODEL_DIR, TINY_L0  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 MAX_NEW = 64
-
-
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +100,12 @@ def test_greedy_rows_agree_and_match_sample_completions(backend, problems):
 
 def test_prompt_to_text_uses_the_chat_template(backend, problems):
     tok = backend.tokenizer
-    assert prompt_to_text(problems[0], tok) == format_prompt(problems[0])
-    assert prompt_to_text(problems[0]["prompt"], tok) == format_prompt(problems[0])
+    assert render(problems[0], tok) == format_prompt(problems[0])
+    assert render(problems[0]["prompt"], tok) == format_prompt(problems[0])
     msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what is 2 + 2?"}]
-    assert prompt_to_text({"messages": msgs, "gold": "4"}, tok) == "Q: what is 2 + 2?\nA:"
+    assert render({"messages": msgs, "gold": "4"}, tok) == "Q: what is 2 + 2?\nA:"
     with pytest.raises(ValueError, match="'prompt' or 'messages'"):
-        prompt_to_text({"question": "x"}, tok)
+        render({"question": "x"}, tok)
 
 
 def test_sample_completions_shape(backend, problems):
@@ -117,7 +118,7 @@ def test_sample_completions_shape(backend, problems):
 @pytest.mark.parametrize("path", ["data/no-such-model", "/definitely/not/here", "./missing"])
 def test_missing_model_path_is_a_clear_error(path):
     t0 = time.perf_counter()
-    with pytest.raises(FileNotFoundError, match="mrgrpo.tiny pretrain") as err:
+    with pytest.raises(FileNotFoundError, match="does not exist") as err:
         HFBackend(path, MathRewardFunction())
     assert path in str(err.value)
     assert time.perf_counter() - t0 < 5

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mrgrpo import hub
+from mrgrpo.corpus import save_npz, save_parquet
+from mrgrpo.ops import hub
 from mrgrpo.cli import main
 
 REPO_ID = "someone/mrgrpo-na-test"
@@ -30,7 +31,7 @@ def front_matter(text: str) -> tuple[dict, str]:
 
 @pytest.fixture
 def run_dir(tmp_path):
-    """A run folder in the trainer's layout (see mrgrpo.hub's docstring)."""
+    """A run folder in the trainer's layout (see mrgrpo.ops.hub's docstring)."""
     run = tmp_path / "run"
     adapter = run / "adapter"
     adapter.mkdir(parents=True)
@@ -213,14 +214,14 @@ def test_corpus_dry_run_files_and_card(corpus_files, tmp_path):
 
 
 def test_corpus_from_mrgrpo_rollouts(tmp_path):
-    from mrgrpo.rollouts import MockBackend, run_corpus
+    from mrgrpo.corpus import MockBackend, run_corpus
 
     C = np.array([[1.0, 0.5], [0.5, 1.0]])
     corpus = run_corpus(MockBackend(C=C), [(f"p{i}", "0") for i in range(3)], m_grid=[4], K_seeds=2)
     folder = tmp_path / "c"
     folder.mkdir()
-    corpus.save_parquet(folder / "corpus.parquet")
-    corpus.save_npz(folder / "corpus.npz")
+    save_parquet(corpus, folder / "corpus.parquet")
+    save_npz(corpus, folder / "corpus.npz")
     res = hub.push_corpus(folder, "someone/mock", dry_run=tmp_path / "out")
     assert res.files == ["README.md", "corpus.npz", "data/train.parquet"]
     body = (tmp_path / "out" / "README.md").read_text()

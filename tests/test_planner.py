@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from mrgrpo.planner import RewardDesign, plan_designs
-from mrgrpo.rollouts import MockBackend, run_corpus
+from mrgrpo.analysis.planner import RewardDesign, plan_designs
+from mrgrpo.corpus import MockBackend, run_corpus
 
 C = np.array([[1.0, 0.6, -0.4], [0.6, 1.0, 0.0], [-0.4, 0.0, 1.0]])
 

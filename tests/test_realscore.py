@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrgrpo.realscore import (RealScoreData, analyze_real_scores, group_terms, plot_ratios,
-                              reshuffle_within_groups)
+from mrgrpo.analysis.real_scores import analyze_real_scores, group_terms, plot_ratios, reshuffle_within_groups
+from mrgrpo.corpus.real_scores import RealScoreData
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -172,11 +172,10 @@ def test_bad_input():
 def test_collect_smoke(tmp_path):
     """End to end on a random tiny LM: shapes, token counts, and scores equal to the naive reference."""
     from _tiny_lm import build_tiny_lm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from mrgrpo.realscore import collect
-    from mrgrpo.scores import score_projections_naive
-    from mrgrpo.tasks.mini_math import make_mini_math
+    from mrgrpo.corpus.real_scores import collect
+    from mrgrpo.lm.scores import score_projections_naive
 
     d = build_tiny_lm(tmp_path / "lm", hidden=32, layers=2)
     data = collect(d, n_prompts=2, K=2, m_max=3, n_directions=2, max_new_tokens=6, L0=4, progress=False)
@@ -184,16 +183,15 @@ def test_collect_smoke(tmp_path):
     assert data.channel_names == ("correctness", "length", "format")
     assert np.all((data.n_tokens >= 1) & (data.n_tokens <= 6))
     # recompute the first group's scores with the per-sample backward reference
-    tok = AutoTokenizer.from_pretrained(d)
     model = AutoModelForCausalLM.from_pretrained(d).eval()
-    from mrgrpo.generation import HFBackend
-    from mrgrpo.tiny import tiny_reward_fn
+    from mrgrpo.corpus.hf import HFBackend
+    from mrgrpo.tasks.registry import task_setup
 
     be = HFBackend(d, None, max_new_tokens=6, progress=False)
-    be.reward_fn = tiny_reward_fn(be.tokenizer, 4)
-    problems = make_mini_math(2, seed=0, split="test")
-    grp = be.generate_groups(problems[:1], 3, [0])[0]
+    setup = task_setup("mini-math", be.tokenizer, n_train=0, n_eval=2, seed=0, L0=4)
+    be.set_reward_fn(setup.reward_fn)
+    grp = be.generate_groups(setup.eval_prompts[:1], 3, [0])[0]
     np.testing.assert_allclose(grp.rewards, data.rewards[0, 0])
-    eos = [len(tok(c, add_special_tokens=False)["input_ids"]) < 6 for c in grp.completions]
-    ref = score_projections_naive(model, tok, [problems[0]] * 3, grp.completions, directions=2, seed=0, eos=eos)
+    assert [len(t) for t in grp.tokens] == data.n_tokens[0, 0].tolist()
+    ref = score_projections_naive(model, None, [grp.prompt_ids] * 3, grp.tokens, directions=2, seed=0, eos=False)
     np.testing.assert_allclose(data.scores[0, 0], ref, rtol=1e-4, atol=1e-6 * np.abs(ref).max())

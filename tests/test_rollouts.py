@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrgrpo.rollouts import (Corpus, MockBackend, ReleasedDataUnavailable, Rollouts, load_released_rollouts,
+from mrgrpo.corpus import (Corpus, load_npz, load_parquet, save_npz, save_parquet, MockBackend, ReleasedDataUnavailable, Rollouts, load_released_rollouts,
                              pack_for_analysis, run_corpus)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "released_rollouts_sample.parquet"
@@ -91,7 +91,7 @@ def test_mock_rejects_bad_requests():
 
 
 def test_mock_seeds_are_stable_across_processes():
-    code = ("import numpy as np; from mrgrpo.rollouts import MockBackend;"
+    code = ("import numpy as np; from mrgrpo.corpus import MockBackend;"
             "g = MockBackend(C=np.eye(2), p=[0.4, None], seed=3).generate_groups("
             "[{'prompt': 'what is 2+2?', 'gold': '4'}], 4, [11]);"
             "print(repr(g[0].rewards.tolist()))")
@@ -151,7 +151,7 @@ def _corpus(sub=True, names=None, completions=False):
 @pytest.mark.parametrize("sub", [True, False])
 def test_parquet_round_trip(tmp_path, sub):
     c = _corpus(sub=sub, completions=True)
-    path = c.save_parquet(tmp_path / "c.parquet")
+    path = save_parquet(c, tmp_path / "c.parquet")
     import pandas as pd
 
     df = pd.read_parquet(path)
@@ -159,7 +159,7 @@ def test_parquet_round_trip(tmp_path, sub):
                 "format", "raw_length", "question", "gold_answer", "gold_reasoning", "completion"):
         assert col in df.columns
     assert len(df) == (4 * 3 * 8 if sub else 4 * 3 * (4 + 8))
-    back = Corpus.load_parquet(path)
+    back = load_parquet(path)
     assert back.m_grid == [4, 8] and back.reward_names == c.reward_names and back.subsample_from_max == sub
     for m in (4, 8):
         np.testing.assert_array_equal(pack_for_analysis(back, m), pack_for_analysis(c, m))
@@ -169,29 +169,29 @@ def test_parquet_round_trip(tmp_path, sub):
 
 def test_parquet_other_channel_names(tmp_path):
     c = _corpus(names=("compliance", "model", "action"))  # "model" collides with a fixed column
-    path = c.save_parquet(tmp_path / "f.parquet")
+    path = save_parquet(c, tmp_path / "f.parquet")
     import pandas as pd
 
     assert {"compliance", "reward_model", "action"} <= set(pd.read_parquet(path).columns)
-    back = Corpus.load_parquet(path)
+    back = load_parquet(path)
     assert back.reward_names == ("compliance", "model", "action")
     np.testing.assert_array_equal(pack_for_analysis(back, 8), pack_for_analysis(c, 8))
 
 
 def test_npz_round_trip(tmp_path):
     c = _corpus(sub=False)
-    path = c.save_npz(tmp_path / "c.npz")
+    path = save_npz(c, tmp_path / "c.npz")
     z = np.load(path)
     assert z["rewards_m8"].shape == (4, 3, 8, 3) and z["raw_length_m4"].shape == (4, 3, 4)
-    back = Corpus.load_npz(path)
+    back = load_npz(path)
     for m in (4, 8):
         np.testing.assert_array_equal(pack_for_analysis(back, m), pack_for_analysis(c, m))
     assert back.reward_names == c.reward_names and back.rollouts[0].prompt == "question 0"
     np.savez(tmp_path / "bad.npz", other=np.zeros(3))
     with pytest.raises(ValueError, match="rewards_m"):
-        Corpus.load_npz(tmp_path / "bad.npz")
+        load_npz(tmp_path / "bad.npz")
     with pytest.raises(FileNotFoundError):
-        Corpus.load_npz(tmp_path / "missing.npz")
+        load_npz(tmp_path / "missing.npz")
 
 
 # ---------------------------------------------------------------- released rollouts
@@ -224,7 +224,7 @@ def test_released_missing_local_path_says_how(tmp_path):
 
 
 def test_released_offline_fails_fast(tmp_path):
-    code = ("from mrgrpo.rollouts import load_released_rollouts\n"
+    code = ("from mrgrpo.corpus import load_released_rollouts\n"
             "try:\n    load_released_rollouts('7b')\n"
             "except FileNotFoundError as e:\n    print('ERR', type(e).__name__, e)\n")
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))

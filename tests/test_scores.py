@@ -9,7 +9,7 @@ import pytest
 
 import torch
 
-from mrgrpo.scores import (random_directions, score_projections, score_projections_naive,  # noqa: E402
+from mrgrpo.lm.scores import (random_directions, score_projections, score_projections_naive,  # noqa: E402
                            select_parameters, tokenize_pairs)
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mrgrpo.simulate import (bernoulli_correlation_bounds, bernoulli_pair_correlation, bernoulli_rewards,
+from mrgrpo.sim import (bernoulli_correlation_bounds, bernoulli_pair_correlation, bernoulli_rewards,
                              copula_latent_correlation, gaussian_rewards, mixed_rewards, prop4_model)
-from mrgrpo.simulate import exact
+from mrgrpo.sim import exact
 
 K_SE = 4.0
 
@@ -197,7 +197,7 @@ def test_prop4_model_grid_broadcast_and_errors():
 
 def test_prop4_closed_form_matches_enumeration():
     """theory.prop4_beta / gamma_star agree exactly with the model summed over its four types."""
-    from mrgrpo import theory
+    from mrgrpo.core import theory
     pa, pb = np.meshgrid(np.linspace(0.05, 0.95, 7), np.linspace(0.05, 0.95, 7))
     for gamma, ac in [(0.0, 1.0), (1.3, 0.7), (2.9, 2.0)]:
         pop = exact.prop4_population(pa, pb, gamma, ac, 1.0, (1.0, 0.8))

@@ -1,11 +1,11 @@
-"""``mrgrpo.sources.load_rollouts``: every Tier-2 source gives a corpus the analysis can pack."""
+"""``mrgrpo.corpus.sources.load_rollouts``: every Tier-2 source gives a corpus the analysis can pack."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mrgrpo.rollouts import pack_for_analysis
-from mrgrpo.sources import PAPER_POOLED_C, SOURCES, describe_source, load_rollouts
+from mrgrpo.corpus import pack_for_analysis
+from mrgrpo.corpus.sources import PAPER_POOLED_C, SOURCES, describe_source, load_rollouts
 from mrgrpo.tiny import DEFAULT_CORPUS_DIR, DEFAULT_MODEL_DIR
 
 

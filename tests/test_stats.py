@@ -1,12 +1,12 @@
-"""mrgrpo.stats.sample_correlation against the paper's analysis code and the NA identity."""
+"""mrgrpo.core.stats.sample_correlation against the paper's analysis code and the NA identity."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from multireward_grpo.analysis import sample_correlation as ref_sample_correlation
-from mrgrpo.advantage import compute_advantage_batch
-from mrgrpo.stats import sample_correlation
+from mrgrpo.core.advantage import compute_advantage_batch
+from mrgrpo.core.stats import sample_correlation
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -1,4 +1,4 @@
-"""mrgrpo.theory: every closed form against an independent computation.
+"""mrgrpo.core.theory: every closed form against an independent computation.
 
 Monte-Carlo checks use fixed seeds and a tolerance of Z standard errors,
 the standard errors estimated from the simulation itself.
@@ -10,9 +10,9 @@ import pytest
 
 from scipy.special import gammaln, hyp2f1
 
-from mrgrpo import theory as th
-from mrgrpo.advantage import compute_advantage, compute_advantage_batch
-from mrgrpo.stats import sample_correlation
+from mrgrpo.core import theory as th
+from mrgrpo.core.advantage import compute_advantage, compute_advantage_batch
+from mrgrpo.core.stats import sample_correlation
 
 Z = 4.0  # tolerance in Monte-Carlo standard errors
 

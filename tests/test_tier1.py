@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrgrpo import theory
-from mrgrpo.simulate import EXPERIMENTS, PAPER_TRIALS, exact, run_all
-from mrgrpo.simulate import exp_group_size, experiments as ex
+from mrgrpo.core import theory
+from mrgrpo.sim import EXPERIMENTS, PAPER_TRIALS, exact, run_all
+from mrgrpo.sim import exp_group_size, experiments as ex
 
 K_SE = 4.0
 

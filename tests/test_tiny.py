@@ -9,7 +9,7 @@ import pytest
 
 import torch
 
-from mrgrpo.rollouts import Corpus, pack_for_analysis  # noqa: E402
+from mrgrpo.corpus import load_npz, load_parquet, pack_for_analysis  # noqa: E402
 from mrgrpo.tasks.mini_math import MINI_MATH_ALPHABET, format_example, format_prompt, make_mini_math  # noqa: E402
 from mrgrpo.tiny import DEFAULT_CORPUS_DIR, DEFAULT_MODEL_DIR, evaluate_policy, tiny_reward_fn  # noqa: E402
 from mrgrpo.tiny.pretrain import TinyConfig, alt_answer, pretrain  # noqa: E402
@@ -87,7 +87,7 @@ def test_shipped_model_loads_offline_and_is_small(shipped, monkeypatch):
     assert model.config.eos_token_id == tok.eos_token_id and model.config.vocab_size >= len(tok)
     card = (MODEL / "README.md").read_text()
     record = json.loads((MODEL / "training.json").read_text())
-    assert "python -m mrgrpo.tiny pretrain" in card and f"{n_params:,}" in card
+    assert record["command"] in card and f"{n_params:,}" in card  # the card says how it was built
     assert record["n_params"] == n_params
     assert 0.2 <= record["eval"]["t1_accuracy"] <= 0.7
 
@@ -126,13 +126,13 @@ def test_training_batches_need_no_attention_mask(shipped):
     could hide a pad leaking into one position) and uses the shipped model, whose
     attention is far from uniform.
     """
-    from mrgrpo.tiny.pretrain import _batch, _encode
+    from mrgrpo.tiny.pretrain import answer_batch, encode_examples
 
     model, tok = shipped
     probs = make_mini_math(12, seed=7, split="train")
-    seqs, starts = _encode(tok, probs, np.array([i % 3 == 0 for i in range(len(probs))]))
+    seqs, starts = encode_examples(tok, probs, np.array([i % 3 == 0 for i in range(len(probs))]))
     assert len({len(s) for s in seqs}) > 3  # real padding in the batch
-    ids, labels = _batch(seqs, starts, tok.eos_token_id)
+    ids, labels = answer_batch(seqs, starts, tok.eos_token_id)
     mask = (torch.arange(ids.shape[1])[None, :] < torch.tensor([len(s) for s in seqs])[:, None]).long()
 
     def token_losses(**kw):
@@ -164,13 +164,13 @@ def test_bad_pretrain_config():
 # ----------------------------------------------------------------------------- corpus
 @pytest.fixture(scope="module")
 def corpus():
-    return Corpus.load_parquet(CORPUS / "corpus.parquet")
+    return load_parquet(CORPUS / "corpus.parquet")
 
 
 def test_shipped_corpus_loads_and_matches_its_npz(corpus):
     params = json.loads((CORPUS / "generation.json").read_text())
     P, K = params["n_prompts"], params["K_seeds"]
-    npz = Corpus.load_npz(CORPUS / "corpus.npz")
+    npz = load_npz(CORPUS / "corpus.npz")
     assert corpus.reward_names == ("correctness", "length", "format") == npz.reward_names
     for m in params["m_grid"]:
         a, b = pack_for_analysis(corpus, m), pack_for_analysis(npz, m)
@@ -217,11 +217,10 @@ def test_a_slice_of_the_corpus_regenerates_exactly(corpus):
 # ----------------------------------------------------------------------------- CLI
 def test_cli_reports_a_missing_model_clearly(capsys, tmp_path):
     from mrgrpo.cli import main as mrgrpo_main
-    from mrgrpo.tiny.__main__ import main
 
-    assert main(["corpus", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "c")]) == 2
+    assert mrgrpo_main(["tiny", "corpus", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
-    assert "does not exist" in err and "mrgrpo.tiny pretrain" in err
+    assert "does not exist" in err and "mrgrpo tiny pretrain" in err
     assert mrgrpo_main(["tiny", "eval", "--model", "data/not-built-yet"]) == 2
     assert "data/not-built-yet" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()

@@ -35,7 +35,7 @@ import pytest
 from mrgrpo.rewards.math import MathRewardFunction
 from mrgrpo.tasks.mini_math import make_mini_math
 from mrgrpo.train import GRPOConfig, GRPOTrainer
-from mrgrpo.train.config import default_model_path
+from mrgrpo.lm.loader import load_model, load_tokenizer
 
 pytestmark = pytest.mark.slow
 
@@ -114,9 +114,7 @@ def report(title, runs, names, w=None):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(default_model_path())
+    return load_tokenizer("tiny-math")
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +134,9 @@ def prop1_runs():
 
 def test_tiny_recipe_targets_only_the_last_block():
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
     cfg = GRPOConfig.tiny().validate()
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(cfg.model), LoraConfig(
+    model = get_peft_model(load_model(cfg.model)[0], LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=list(cfg.lora_target_modules)))
     adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in model.named_parameters() if ".lora_A" in n}
     assert len(adapted) == len(cfg.lora_target_modules), adapted

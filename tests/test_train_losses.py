@@ -106,7 +106,7 @@ def test_trainer_kl_gradient_matches_finite_differences(tiny_path):
         for n, p in tr.model.named_parameters():
             if p.requires_grad:
                 p.add_(0.2 * torch.randn_like(p))
-    roll = tr._rollout(tr._prompt_rows(0), tr._seed_step(0))
+    roll = tr.rollout(0)
     tr.optimizer.step = lambda: None  # keep the parameters where they are
     stats = tr._update(roll, torch.zeros(len(roll["texts"])))
     params = [p for p in tr.model.parameters() if p.requires_grad]
@@ -150,7 +150,7 @@ def test_clip_fraction_zero_on_first_iteration_positive_after_moving(tiny_path):
                      num_iterations=3, clip_eps=0.05, lr=0.05, progress=False, seed=0)
     tr = GRPOTrainer(cfg, two_channel, PROMPTS)
     tr._load()
-    roll = tr._rollout(tr._prompt_rows(0), tr._seed_step(0))
+    roll = tr.rollout(0)
     adv = torch.linspace(-1.5, 1.5, len(roll["texts"]))
     tr._update(roll, adv)
     fracs = [s["clip_frac"] for s in tr.iteration_stats]

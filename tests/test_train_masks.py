@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,8 +12,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _tiny_lm import build_tiny_lm  # noqa: E402
 
 from mrgrpo.train.losses import sequence_token_logprobs  # noqa: E402
-from mrgrpo.train.masks import completion_mask, full_attention_mask, left_pad, position_ids  # noqa: E402
-from mrgrpo.train.sampling import sample_completions  # noqa: E402
+from mrgrpo.lm.padding import left_pad, position_ids  # noqa: E402
+from mrgrpo.lm.sampling import sample_tokens  # noqa: E402
+from mrgrpo.train.masks import completion_mask, full_attention_mask  # noqa: E402
 
 EOS = 1
 
@@ -83,7 +85,7 @@ def test_padded_batch_logprobs_equal_unpadded_rows(tiny):
 
 def test_sampling_pads_after_eos_and_is_reproducible(tiny):
     model, tok = tiny
-    p_ids, p_mask = left_pad([tok("Q: 1 + 2 = ?")["input_ids"], tok("Q:")["input_ids"]] * 32, EOS)
+    prompts = [tok("Q: 1 + 2 = ?")["input_ids"], tok("Q:")["input_ids"]] * 32
     eos_bias = torch.zeros(model.config.vocab_size)
     eos_bias[EOS] = 2.5  # make EOS common so rows end at different columns
 
@@ -98,21 +100,22 @@ def test_sampling_pads_after_eos_and_is_reproducible(tiny):
             return out
 
     biased = Biased(model)
-    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
-    a = sample_completions(biased, p_ids, p_mask, 12, 1.0, [EOS], EOS, gen())
-    b = sample_completions(biased, p_ids, p_mask, 12, 1.0, [EOS], EOS, gen())
+    u = np.random.default_rng(3).random((len(prompts), 12))
+    a, ended = sample_tokens(biased, prompts, u, temperature=1.0, eos_ids=[EOS], pad_id=EOS)
+    b, _ = sample_tokens(biased, prompts, u.copy(), temperature=1.0, eos_ids=[EOS], pad_id=EOS)
     assert torch.equal(a, b)
     mask, truncated = completion_mask(a, [EOS])
     assert 0 < int((~truncated).sum()) < a.shape[0] or a.shape[1] < 12
+    assert torch.equal(ended, ~truncated)
     # after the first EOS only padding follows
     for row, mrow in zip(a.tolist(), mask.tolist()):
         n = sum(mrow)
         assert all(t == EOS for t in row[n:])
     # the KV-cache loop samples from the same distribution a full forward gives: greedy check
     # (row 1 is left-padded: its cached positions and masks must match an unpadded run)
-    g = sample_completions(model, p_ids[:2], p_mask[:2], 6, 0.0, [EOS], EOS)
+    g, _ = sample_tokens(model, prompts[:2], np.zeros((2, 6)), temperature=0.0, eos_ids=[EOS], pad_id=EOS)
     for i in range(2):
-        ids = p_ids[i:i + 1, p_mask[i].bool()].clone()
+        ids = torch.tensor([prompts[i]])
         for t in range(g.shape[1]):
             nxt = model(input_ids=ids).logits[0, -1].argmax()
             assert int(nxt) == int(g[i, t])

@@ -15,9 +15,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _tiny_lm import build_tiny_lm  # noqa: E402
 
-import mrgrpo.advantage as adv_np  # noqa: E402
+import mrgrpo.core.advantage as adv_np  # noqa: E402
 from mrgrpo.rewards.base import RewardFunctionError  # noqa: E402
-from mrgrpo.train import GRPOConfig, GRPOTrainer, default_model_path  # noqa: E402
+from mrgrpo.train import GRPOConfig, GRPOTrainer  # noqa: E402
 from mrgrpo.train.metrics import TIMING_KEYS  # noqa: E402
 
 PROMPTS = ["Q: 1 + 2 = ?\nA:", "Q: 30 - 4 = ?\nA:", "Q: 7 * 6 = ?\nA:", "Q: 9 + 9 = ?\nA:"]
@@ -85,9 +85,7 @@ def test_bad_prompts_are_named(prompts, match):
 
 def test_default_and_paper_configs():
     cfg = GRPOConfig()
-    assert cfg.model == default_model_path()
-    assert Path(cfg.model).parts[-2:] == ("data", "tiny-math")
-    assert Path(cfg.model).parent.parent == Path(__file__).resolve().parents[1]
+    assert cfg.model == "tiny-math"
     paper = GRPOConfig.paper()
     assert paper.model == "Qwen/Qwen2.5-1.5B-Instruct"
     assert (paper.lora_r, paper.lora_alpha, paper.n_steps, paper.batch_prompts, paper.m) == (16, 32, 500, 4, 8)
@@ -96,15 +94,12 @@ def test_default_and_paper_configs():
 
 
 def test_missing_tiny_policy_gives_a_clear_error(monkeypatch, tmp_path):
-    import mrgrpo.train.config as config_mod
-    import mrgrpo.train.trainer as trainer_mod
+    import mrgrpo.lm.loader as loader
 
-    missing = str(tmp_path / "data" / "tiny-math")
-    monkeypatch.setattr(trainer_mod, "default_model_path", lambda: missing)
-    tr = GRPOTrainer(GRPOConfig(model=missing), three_channel, PROMPTS)
-    with pytest.raises(FileNotFoundError, match="shipped tiny policy is missing"):
+    monkeypatch.setattr(loader, "TINY_MATH_DIR", tmp_path / "tiny-math")
+    tr = GRPOTrainer(GRPOConfig(), three_channel, PROMPTS)
+    with pytest.raises(FileNotFoundError, match="the tiny policy is missing"):
         tr.train()
-    assert config_mod.default_model_path() != missing
 
 
 # ------------------------------------------------------------------ advantages
@@ -156,8 +151,9 @@ def test_prompt_kinds_and_metadata_reach_the_reward(tmp_path):
     tr = GRPOTrainer(GRPOConfig(model=path, m=2, batch_prompts=4, max_new_tokens=4, n_steps=1, progress=False,
                                 weights=(1.0, 1.0, 1.0)), reward, prompts)
     tr.train()
-    assert tr.tokenizer.decode(tr._encode(prompts[1])) == "u:Q: 2?\na:"
-    assert tr.tokenizer.decode(tr._encode(prompts[0])) == "u:Q: 1?\na:"  # strings go through the template
+    ids, _ = tr._encode(tr.prompts)
+    assert tr.tokenizer.decode(ids[1]) == "u:Q: 2?\na:"
+    assert tr.tokenizer.decode(ids[0]) == "u:Q: 1?\na:"  # strings go through the template
     dicts = [p for p in got if isinstance(p, dict)]
     assert {p["gold"] for p in dicts} == {3, 4}
     assert any(isinstance(p, list) for p in got) and any(isinstance(p, str) for p in got)
@@ -304,7 +300,7 @@ def test_rollout_masks_train_the_first_eos_and_mark_truncation(tiny_path):
     tr = GRPOTrainer(small(tiny_path, m=8, batch_prompts=4, max_new_tokens=6), three_channel, PROMPTS)
     tr._load()
     assert tr.pad_id in tr.eos_ids  # the test model's pad token is its EOS
-    roll = tr._rollout(tr._prompt_rows(0), tr._seed_step(0))
+    roll = tr.rollout(0)
     comp = roll["input_ids"][:, -roll["n_completion"]:]
     for row, mask, trunc in zip(comp.tolist(), roll["loss_mask"].tolist(), roll["truncated"].tolist()):
         eos_at = [k for k, t in enumerate(row) if t in tr.eos_ids]
@@ -315,7 +311,7 @@ def test_rollout_masks_train_the_first_eos_and_mark_truncation(tiny_path):
     tr2 = GRPOTrainer(small(tiny_path, m=8, batch_prompts=4, max_new_tokens=6, mask_truncated=True),
                       three_channel, PROMPTS)
     tr2._load()
-    roll2 = tr2._rollout(tr2._prompt_rows(0), tr2._seed_step(0))
+    roll2 = tr2.rollout(0)
     assert torch.equal(roll2["input_ids"], roll["input_ids"])
     assert torch.equal(roll2["loss_mask"].sum(1) == 0, roll["truncated"])
     assert torch.equal(roll2["attention_mask"], roll["attention_mask"])

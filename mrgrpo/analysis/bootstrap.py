@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrgrpo._checks import SeedLike, as_generator
+from mrgrpo.core.checks import SeedLike, as_generator
 
 __all__ = ["bootstrap_weights", "bootstrap_sums", "mean_ci", "ratio_ci", "percentile_ci"]
 

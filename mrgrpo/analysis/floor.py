@@ -13,7 +13,7 @@ population value by far more than ``O(1/m)``.
 from all of its rollouts (every seed pooled; or takes a known ``C``), then for
 each group size ``m`` compares the mean of ``w^T C_hat_m w`` over groups with
 ``w^T C_p w`` and with the Fisher expansion
-(:func:`mrgrpo.theory.expected_sample_correlation`), with prompt-bootstrap
+(:func:`mrgrpo.core.theory.expected_sample_correlation`), with prompt-bootstrap
 CIs, and splits the deficit into the part carried by degenerate
 (constant-channel) groups and the rest.
 """
@@ -24,9 +24,10 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from mrgrpo._checks import check_rewards, check_weights
-from mrgrpo.stats import _channel_moments, _correlation, _moment_correlation
-from mrgrpo.theory import _expected_sample_correlation, check_correlation
+from mrgrpo.core.checks import check_rewards, check_weights
+from mrgrpo.core.kernels import channel_moments, correlation, moment_correlation
+from mrgrpo.core.theory import check_correlation
+from mrgrpo.core.theory.mse import expected_sample_correlation_unchecked
 
 from .bootstrap import bootstrap_weights, mean_ci
 
@@ -40,7 +41,7 @@ def _population(S: np.ndarray, varies: np.ndarray) -> tuple[np.ndarray, np.ndarr
     ``sigma = 0``; the diagonal is exactly 1.
     """
     S = np.where(varies[..., :, None] & varies[..., None, :], S, 0.0)
-    C = _correlation(S, ~varies, 0.0)
+    C = correlation(S, ~varies, 0.0)
     R = C.shape[-1]
     C[..., np.arange(R), np.arange(R)] = 1.0
     return C, np.sqrt(np.diagonal(S, axis1=-2, axis2=-1))
@@ -64,7 +65,7 @@ def population_stats(pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
         Standard deviation over the ``N`` rollouts (``ddof = 0``); 0 where constant.
     varies : ``(P, R)`` bool
     """
-    cov, _, const = _moment_correlation(_channel_moments(pooled), 0.0)
+    cov, _, const = moment_correlation(channel_moments(pooled), 0.0)
     return (*_population(cov, ~const), ~const)
 
 
@@ -93,7 +94,7 @@ def pooled_population(mean: np.ndarray, cov: np.ndarray):
 def fisher_floor(w: np.ndarray, C: np.ndarray, varies: np.ndarray, m: int) -> np.ndarray:
     """Per-prompt ``w_eff^T E_Fisher[C_hat_m](C_p) w_eff``, vectorized over prompts.
 
-    ``E_Fisher`` is :func:`mrgrpo.theory.expected_sample_correlation` (its
+    ``E_Fisher`` is :func:`mrgrpo.core.theory.expected_sample_correlation` (its
     kernel, on the batch ``C``); ``w_eff`` zeroes the channels that do not vary
     within the prompt.
 
@@ -106,7 +107,7 @@ def fisher_floor(w: np.ndarray, C: np.ndarray, varies: np.ndarray, m: int) -> np
     numpy.ndarray, shape ``(P,)``
     """
     we = np.where(varies, w, 0.0)
-    return np.einsum("pi,pij,pj->p", we, _expected_sample_correlation(C, m), we)
+    return np.einsum("pi,pij,pj->p", we, expected_sample_correlation_unchecked(C, m), we)
 
 
 @dataclass
@@ -215,7 +216,7 @@ def floor_check(rewards, w, m_grid: Optional[Sequence[int]] = None, C=None, n_bo
     W = bootstrap_weights(P, n_boot, seed)
     per_m = {}
     for m, x in sorted(tens.items()):
-        _, Ch, const_g = _moment_correlation(_channel_moments(x), 0.0)  # Ch (P, K, R, R)
+        _, Ch, const_g = moment_correlation(channel_moments(x), 0.0)  # Ch (P, K, R, R)
         q = np.einsum("i,pkij,j->pk", wv, Ch, wv)
         const = const_g & varies[:, None, :] & (wv != 0)
         deg = const.any(axis=-1)  # (P, K)

@@ -27,13 +27,13 @@ from typing import Optional
 
 import numpy as np
 
-from mrgrpo._checks import check_rewards, check_weights
-from mrgrpo.advantage import EPS, _an_channel_major, _na_channel_major
-from mrgrpo.stats import _channel_last, _channels_first, _moment_correlation
+from mrgrpo.core.checks import check_rewards, check_weights
+from mrgrpo.core.conventions import EPS
+from mrgrpo.core.kernels import an_channel_major, channel_last, channels_first, moment_correlation, na_channel_major
 
 from .bootstrap import bootstrap_sums, percentile_ci
 from .floor import fisher_floor, pooled_population
-from .influence import _realized_influence, predicted_influence
+from .influence import realized_influence_kernel, predicted_influence
 
 __all__ = ["Thm3Result", "analyze", "summary_print", "loglog_fit", "group_stats", "pooled_population", "CONVENTIONS"]
 
@@ -170,8 +170,8 @@ def _check_int(v, name: str, lo: int) -> int:
 def group_stats(x: np.ndarray, w: np.ndarray, eps: float = EPS) -> dict:
     """Every per-group quantity the harness needs, from one centring pass.
 
-    Built from the kernels behind :func:`mrgrpo.advantage.compute_advantage_batch`
-    (NA and AN) and :func:`mrgrpo.stats.sample_correlation` (``C_hat``), on one
+    Built from the kernels behind :func:`mrgrpo.core.advantage.compute_advantage_batch`
+    (NA and AN) and :func:`mrgrpo.core.stats.sample_correlation` (``C_hat``), on one
     channel-major copy of the rewards whose moments are shared by all of them.
 
     Parameters
@@ -186,13 +186,13 @@ def group_stats(x: np.ndarray, w: np.ndarray, eps: float = EPS) -> dict:
     ``const`` ``(..., R)`` bool; ``infl_na``, ``infl_an`` ``(..., R)`` (within-group
     ``Cov(A, z_l)``, ``z`` the standardized channel).
     """
-    xr = _channels_first(x)  # (R, m, ...)
-    A_na_m, z, mom = _na_channel_major(xr, w, eps)
-    A_an_m = _an_channel_major(xr, w, eps)
-    cov, C_hat, const = _moment_correlation(mom, eps)
+    xr = channels_first(x)  # (R, m, ...)
+    A_na_m, z, mom = na_channel_major(xr, w, eps)
+    A_an_m = an_channel_major(xr, w, eps)
+    cov, C_hat, const = moment_correlation(mom, eps)
     return {"A_na": np.moveaxis(A_na_m, 0, -1), "A_an": np.moveaxis(A_an_m, 0, -1), "C_hat": C_hat,
-            "const": const, "infl_na": _realized_influence(z, A_na_m), "infl_an": _realized_influence(z, A_an_m),
-            "mean": _channel_last(mom.mean), "cov": cov, "A_na_m": A_na_m, "A_an_m": A_an_m}
+            "const": const, "infl_na": realized_influence_kernel(z, A_na_m), "infl_an": realized_influence_kernel(z, A_an_m),
+            "mean": channel_last(mom.mean), "cov": cov, "A_na_m": A_na_m, "A_an_m": A_an_m}
 
 
 def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unbiased",

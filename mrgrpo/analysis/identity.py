@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mrgrpo._checks import SeedLike, as_generator, check_rewards, check_weights
-from mrgrpo.advantage import _na_advantage
-from mrgrpo.stats import _check_eps, _sample_correlation
+from mrgrpo.core.checks import SeedLike, as_generator, check_rewards, check_weights
+from mrgrpo.core.checks import check_eps
+from mrgrpo.core.kernels import na_advantage, sample_correlation_kernel
 
 __all__ = ["identity_sides", "identity_gap", "cauchy_cubed", "IdentityDemo", "identity_demo"]
 
@@ -44,10 +44,10 @@ def identity_sides(rewards, w, eps: float = 0.0) -> tuple[np.ndarray, np.ndarray
     """
     r = check_rewards(rewards)
     wv = check_weights(w, r.shape[-1])
-    eps = _check_eps(eps)
-    A = _na_advantage(r, wv, eps)  # the kernels of compute_advantage_batch(mode="na") and sample_correlation
+    eps = check_eps(eps)
+    A = na_advantage(r, wv, eps)  # the kernels of compute_advantage_batch(mode="na") and sample_correlation
     lhs = (A * A).mean(axis=-1)
-    rhs = np.einsum("i,...ij,j->...", wv, _sample_correlation(r, eps), wv)
+    rhs = np.einsum("i,...ij,j->...", wv, sample_correlation_kernel(r, eps), wv)
     return lhs, rhs
 
 

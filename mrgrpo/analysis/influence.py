@@ -4,7 +4,7 @@ The realized influence of channel ``l`` on an advantage ``A`` is the
 within-group covariance ``(1/m) sum_j (A_j - A_bar)(z_jl - z_bar_l)`` with
 ``z`` the group-standardized channel, averaged over groups (the reference
 package's definition). The prediction is Prop 1's oracle law,
-:func:`mrgrpo.theory.influence_an` / :func:`mrgrpo.theory.influence_na`
+:func:`mrgrpo.core.theory.influence_an` / :func:`mrgrpo.core.theory.influence_na`
 (batched over prompts), evaluated per prompt at that prompt's population ``sigma_p`` and ``C_p``
 (estimated from all its rollouts).
 
@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrgrpo._checks import check_rewards
-from mrgrpo.advantage import _standardize
-from mrgrpo.stats import _channels_first, _check_eps
-from mrgrpo.theory import _influence_an, _influence_na
+from mrgrpo.core.checks import check_rewards
+from mrgrpo.core.checks import check_eps
+from mrgrpo.core.kernels import channels_first, standardize
+from mrgrpo.core.theory.influence import influence_an_unchecked, influence_na_unchecked
 
 __all__ = ["realized_influence", "predicted_influence"]
 
 REF_EPS = 1e-8
 
 
-def _realized_influence(z: np.ndarray, A: np.ndarray) -> np.ndarray:
+def realized_influence_kernel(z: np.ndarray, A: np.ndarray) -> np.ndarray:
     """Kernel: ``mean_j A_j z_jl`` from channel-major ``z`` ``(R, m, ...)`` and ``A`` ``(m, ...)`` -> ``(..., R)``.
 
     ``z`` has zero group means (it is centred), so this is the within-group
@@ -54,14 +54,14 @@ def realized_influence(rewards: np.ndarray, A: np.ndarray, eps: float = REF_EPS)
     a = np.asarray(A, dtype=float)
     if a.shape != r.shape[:-1]:
         raise ValueError(f"A must have shape (..., m) = {r.shape[:-1]}, got {a.shape}")
-    z = _standardize(_channels_first(r), _check_eps(eps), axis=1)  # (R, m, ...)
-    return _realized_influence(z, np.moveaxis(a, -1, 0))
+    z = standardize(channels_first(r), check_eps(eps), axis=1)  # (R, m, ...)
+    return realized_influence_kernel(z, np.moveaxis(a, -1, 0))
 
 
 def predicted_influence(w: np.ndarray, sigma: np.ndarray, C: np.ndarray, varies: np.ndarray):
     """Prop 1 per prompt: ``(an (P, R), na (P, R))``; NaN rows where nothing varies.
 
-    :func:`mrgrpo.theory.influence_an` / :func:`mrgrpo.theory.influence_na`
+    :func:`mrgrpo.core.theory.influence_an` / :func:`mrgrpo.core.theory.influence_na`
     (their kernels, on the batch of prompts). Channels constant over all of a
     prompt's rollouts get weight 0 (``C`` has an identity row for them).
 
@@ -70,6 +70,6 @@ def predicted_influence(w: np.ndarray, sigma: np.ndarray, C: np.ndarray, varies:
     w : ``(R,)``; sigma : ``(P, R)``; C : ``(P, R, R)``; varies : ``(P, R)`` bool
     """
     we = np.where(varies, w, 0.0)
-    an = _influence_an(we, np.where(varies, sigma, 1.0), C)
-    na = np.where((we != 0).any(axis=-1)[..., None], _influence_na(we, C), np.nan)
+    an = influence_an_unchecked(we, np.where(varies, sigma, 1.0), C)
+    na = np.where((we != 0).any(axis=-1)[..., None], influence_na_unchecked(we, C), np.nan)
     return an, na

@@ -15,11 +15,12 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from mrgrpo.lm.prompts import prompt_text
+
 __all__ = [
     "RewardFunction",
     "RewardFunctionError",
     "score_completions",
-    "prompt_text",
     "shorten",
 ]
 
@@ -69,25 +70,6 @@ def shorten(text: str, limit: int = 80) -> str:
         return repr(text)
     half = max(limit // 2 - 3, 1)
     return repr(text[:half]) + " ... " + repr(text[-half:]) + f" ({len(text)} chars)"
-
-
-def prompt_text(prompt: Any) -> str:
-    """A readable one-string view of a prompt item (string, chat list or dict)."""
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, dict):
-        if isinstance(prompt.get("prompt"), str):
-            return prompt["prompt"]
-        if "messages" in prompt:
-            return prompt_text(prompt["messages"])
-        return str(prompt)
-    if isinstance(prompt, tuple) and prompt and isinstance(prompt[0], str):
-        return prompt[0]  # a (prompt, gold) pair
-    if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(m, dict) for m in prompt):
-        # the last user turn is the part that identifies the prompt
-        users = [m.get("content", "") for m in prompt if m.get("role") == "user"]
-        return str(users[-1] if users else prompt[-1].get("content", ""))
-    return str(prompt)
 
 
 def _where(index: int, completion: Any, prompt: Any) -> str:

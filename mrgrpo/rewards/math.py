@@ -22,6 +22,7 @@ from fractions import Fraction
 from typing import Any, Sequence
 
 __all__ = [
+    "MATH_CHANNELS",
     "MathRewardFunction",
     "extract_answer",
     "find_final_answer",
@@ -31,6 +32,10 @@ __all__ = [
     "count_tokens",
     "gold_answer",
 ]
+
+#: The math reward's channels, in order (channel 0, correctness, is the gate); also the column
+#: names of the paper's released GSM8K rollouts.
+MATH_CHANNELS = ("correctness", "length", "format")
 
 _INT = r"(?:\d{1,3}(?:,\d{3})+|\d+)"  # a comma is a separator only in groups of three
 _NUM = rf"(?:{_INT}(?:\.\d+)?|\.\d+)"
@@ -262,7 +267,7 @@ class MathRewardFunction:
     ungated value is always available from :meth:`raw_length`.
     """
 
-    channel_names: tuple[str, ...] = ("correctness", "length", "format")
+    channel_names: tuple[str, ...] = MATH_CHANNELS
 
     def __init__(self, L0: float = 200, tokenizer: Any = None, gate_length_on_correct: bool = False,
                  gamma: float = 0.0, last_number_fallback: bool = False):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mrgrpo._checks import SeedLike, as_generator
+from mrgrpo.core.checks import SeedLike, as_generator
 from mrgrpo.rewards.fintech import OFFICIAL_DOMAINS
 
 __all__ = ["BANK_NAME", "SYSTEM_PROMPT", "SCENARIOS", "PERSONAS", "make_fintech_prompts"]

@@ -192,5 +192,5 @@ def load_gsm8k_prompts(n: int = 100, split: str = "test", seed: int = 0,
 
 def gsm8k_prompts_with_gold(n: int = 100, split: str = "test", seed: int = 0,
                             path: str | os.PathLike | None = None) -> list[tuple[str, str]]:
-    """``[(question, gold), ...]`` pairs, for :func:`mrgrpo.generation.run_corpus`."""
+    """``[(question, gold), ...]`` pairs, for :func:`mrgrpo.corpus.run_corpus`."""
     return [(p["prompt"], p["gold"]) for p in load_gsm8k_prompts(n, split, seed, path)]

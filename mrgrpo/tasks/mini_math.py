@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from mrgrpo._checks import SeedLike, as_generator
+from mrgrpo.core.checks import SeedLike, as_generator
 
 __all__ = [
     "MINI_MATH_ALPHABET",
+    "MINI_MATH_L0",
+    "MINI_MATH_MAX_NEW_TOKENS",
     "TEST_FRACTION",
     "make_mini_math",
     "solution_text",
@@ -42,6 +44,13 @@ __all__ = [
 #: Every character a prompt, solution or :func:`format_example` string can contain
 #: (newline included, between the question and ``A:``).
 MINI_MATH_ALPHABET: str = string.ascii_lowercase + string.digits + " \n.,?:+-*/=#QA"
+
+#: Target length (characters = tokens of the tiny policy) of the math length channel on
+#: mini-math: between a one-step answer (about 20 characters) and a three-step one (about 50).
+MINI_MATH_L0 = 32
+
+#: Completion budget on mini-math: the longest worked solution is 53 characters.
+MINI_MATH_MAX_NEW_TOKENS = 72
 
 #: Share of canonical problem keys assigned to the held-out ``"test"`` split.
 TEST_FRACTION: float = 0.2

@@ -1,7 +1,7 @@
 """One place that says what a task is: its reward function and its prompts.
 
 The CLI (``mrgrpo train --task ...``), the Tier-2 rollout loader
-(:func:`mrgrpo.sources.load_rollouts`) and the Tier-3 chapter all build their task
+(:func:`mrgrpo.corpus.sources.load_rollouts`) and the Tier-3 chapter all build their task
 through :func:`task_setup`, so the three agree on prompts, splits and reward scales.
 
 - ``mini-math``: correctness, length (L0 = 32), format; ``make_mini_math``'s train
@@ -17,11 +17,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-__all__ = ["TASKS", "TaskSetup", "task_reward", "task_setup"]
+from mrgrpo.tasks.mini_math import MINI_MATH_L0, MINI_MATH_MAX_NEW_TOKENS
+
+__all__ = ["TASKS", "TaskSetup", "task_reward", "task_setup", "task_max_new_tokens"]
 
 #: The task names :func:`task_setup` accepts.
 TASKS = ("mini-math", "fintech", "gsm8k")
-_GSM8K_L0 = 200.0
+#: The paper's length target for GSM8K completions (tokens).
+GSM8K_L0 = 200.0
+#: Completion budgets: the tiny policy's on mini-math; the paper's on fintech and GSM8K.
+MAX_NEW_TOKENS = {"mini-math": MINI_MATH_MAX_NEW_TOKENS, "fintech": 96, "gsm8k": 512}
 
 
 @dataclass(frozen=True)
@@ -54,12 +59,17 @@ def _check_task(task: str) -> str:
 
 
 def _tokenizer(tokenizer: Any) -> Any:
-    """``tokenizer`` as an object: a model folder or hub id is loaded with ``AutoTokenizer``."""
+    """``tokenizer`` as an object: a model id, folder or hub id is loaded by :func:`mrgrpo.lm.loader.load_tokenizer`."""
     if isinstance(tokenizer, (str, os.PathLike)):
-        from transformers import AutoTokenizer
+        from mrgrpo.lm.loader import load_tokenizer
 
-        return AutoTokenizer.from_pretrained(os.fspath(tokenizer))
+        return load_tokenizer(tokenizer)
     return tokenizer
+
+
+def task_max_new_tokens(task: str) -> int:
+    """The completion budget of ``task`` (:data:`MAX_NEW_TOKENS`)."""
+    return MAX_NEW_TOKENS[_check_task(task)]
 
 
 def task_reward(task: str, tokenizer: Any = None, L0: Optional[float] = None) -> Any:
@@ -81,9 +91,8 @@ def task_reward(task: str, tokenizer: Any = None, L0: Optional[float] = None) ->
 
         return FintechRewardFunction()
     from mrgrpo.rewards.math import MathRewardFunction
-    from mrgrpo.tiny import TINY_L0
 
-    default = TINY_L0 if task == "mini-math" else _GSM8K_L0
+    default = MINI_MATH_L0 if task == "mini-math" else GSM8K_L0
     return MathRewardFunction(L0=default if L0 is None else L0, tokenizer=_tokenizer(tokenizer))
 
 

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = ["TinyConfig", "PretrainResult", "build_model_config", "pretrain", "save_tiny", "answer_correct",
+           "training_problems", "encode_examples", "answer_batch",
            "CHAT_TEMPLATE", "alt_answer"]
 
 #: The tiny policy's chat template: one user turn becomes ``"Q: <content>\nA:"``,
@@ -150,7 +151,7 @@ def _child_seeds(seed: int, n: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
 
 
-def _training_problems(cfg: TinyConfig, seed: int) -> list[dict]:
+def training_problems(cfg: TinyConfig, seed: int) -> list[dict]:
     from mrgrpo.tasks.mini_math import make_mini_math
 
     if cfg.step_mix is None:
@@ -176,7 +177,7 @@ def alt_answer(solution: str) -> str:
     return f"{head}the answer is {answer.strip()}."
 
 
-def _encode(tokenizer, problems: list[dict], alt: np.ndarray) -> tuple[list[list[int]], list[int]]:
+def encode_examples(tokenizer, problems: list[dict], alt: np.ndarray) -> tuple[list[list[int]], list[int]]:
     from mrgrpo.tasks.mini_math import format_prompt
 
     texts = [format_prompt(p) + " " + (alt_answer(p["solution"]) if a else p["solution"])
@@ -187,7 +188,7 @@ def _encode(tokenizer, problems: list[dict], alt: np.ndarray) -> tuple[list[list
     return [ids + [eos] for ids in full], [len(h) for h in head]
 
 
-def _batch(seqs: list[list[int]], starts: list[int], pad_id: int):
+def answer_batch(seqs: list[list[int]], starts: list[int], pad_id: int):
     """``(B, L)`` input ids and labels, right-padded; labels are -100 outside the answer.
 
     No attention mask is needed: with right padding and causal attention no real
@@ -208,7 +209,7 @@ def _batch(seqs: list[list[int]], starts: list[int], pad_id: int):
 def evaluate_accuracy(model, tokenizer, problems: list[dict], *, temperature: float, seed: int,
                       max_new_tokens: int = 64, batch_size: int = 256) -> float:
     """Share of problems whose one sample (seeded per problem) ends in the right ``#### N``."""
-    from mrgrpo.generation import sample_completions
+    from mrgrpo.lm.sampling import sample_completions
 
     was_training = model.training
     model.eval()
@@ -250,13 +251,13 @@ def pretrain(cfg: TinyConfig, log: Callable[[str], None] | None = print, progres
 
     tokenizer = build_tokenizer()
     tokenizer.chat_template = CHAT_TEMPLATE
-    train = _training_problems(cfg, s_train)
+    train = training_problems(cfg, s_train)
     seen = {p["id"] for p in train}
     val = [p for p in make_mini_math(cfg.n_val * 2, seed=s_val, split="train") if p["id"] not in seen][:cfg.n_val]
     if not 0.0 <= cfg.alt_answer_fraction < 1.0:
         raise ValueError(f"alt_answer_fraction must lie in [0, 1), got {cfg.alt_answer_fraction}")
     alt = np.random.default_rng(s_alt).random(len(train)) < cfg.alt_answer_fraction
-    seqs, starts = _encode(tokenizer, train, alt)
+    seqs, starts = encode_examples(tokenizer, train, alt)
     too_long = max(len(s) for s in seqs)
     if too_long + cfg.max_new_tokens > cfg.max_positions:
         raise ValueError(f"max_positions = {cfg.max_positions} is too small for examples of {too_long} tokens")
@@ -306,7 +307,7 @@ def pretrain(cfg: TinyConfig, log: Callable[[str], None] | None = print, progres
             batches, cursor = epoch_batches(), 0
         idx = batches[cursor]
         cursor += 1
-        ids, labels = _batch([seqs[i] for i in idx], [starts[i] for i in idx], tokenizer.eos_token_id)
+        ids, labels = answer_batch([seqs[i] for i in idx], [starts[i] for i in idx], tokenizer.eos_token_id)
         for g in opt.param_groups:
             g["lr"] = lr_at(step - 1)
         loss = model(input_ids=ids, labels=labels).loss

@@ -27,21 +27,28 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from mrgrpo.core.files import atomic_write_text
+
 __all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "capture_rng_state",
-           "restore_rng_state", "atomic_write_text"]
+           "restore_rng_state", "config_mismatch", "RESUME_MUST_MATCH", "checkpoint_root"]
 
 LATEST = "latest"
+#: The folder of a run's checkpoints, under its ``out_dir``.
+CHECKPOINTS = "checkpoints"
+#: Config fields that must match between a checkpoint and the run resuming it.
+RESUME_MUST_MATCH = ("model", "mode", "weights", "seed", "m", "batch_prompts", "max_new_tokens",
+                     "temperature", "use_lora", "lora_r", "lora_alpha", "conditioning", "lr",
+                     "kl_coef", "clip_eps", "num_iterations", "loss_aggregation")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def checkpoint_root(out_dir: str | os.PathLike) -> Path:
+    """Where a run writes its checkpoints: ``<out_dir>/checkpoints``."""
+    return Path(out_dir) / CHECKPOINTS
+
+
+def config_mismatch(saved: dict, now: dict) -> list[str]:
+    """``"field: checkpoint -> now"`` for every :data:`RESUME_MUST_MATCH` field that differs."""
+    return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in RESUME_MUST_MATCH if saved.get(k) != now.get(k)]
 
 
 def capture_rng_state() -> dict:

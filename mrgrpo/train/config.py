@@ -1,6 +1,6 @@
 """``GRPOConfig``: every knob of :class:`~mrgrpo.train.GRPOTrainer` in one dataclass.
 
-The defaults train the shipped tiny policy (``data/tiny-math``) on a CPU in
+The defaults train the shipped tiny policy (model id ``"tiny-math"``) on a CPU in
 seconds; :meth:`GRPOConfig.paper` gives the paper's setup (Qwen2.5-1.5B-Instruct,
 LoRA r = 16, 500 steps, 4 prompts x m = 8 rollouts, lr 5e-6, KL 0.05).
 
@@ -11,27 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Optional, Union
+
+from mrgrpo.lm.models import DEFAULT_MODEL
 
 MODES = ("na", "an", "single")
 CONDITIONING = ("none", "zero_fill", "subgroup")
 LOSS_AGGREGATIONS = ("token", "sequence")
 LR_SCHEDULES = ("constant", "linear")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-TINY_POLICY_DIRNAME = "tiny-math"
-
-
-def default_model_path() -> str:
-    """Path of the shipped tiny policy, ``<repo>/data/tiny-math``.
-
-    Resolved relative to this file (``mrgrpo/train/config.py``), so it works from
-    any working directory in an editable install or a source checkout.
-    """
-    return str(Path(__file__).resolve().parents[2] / "data" / TINY_POLICY_DIRNAME)
-
 
 @dataclass
 class GRPOConfig:
@@ -51,7 +40,7 @@ class GRPOConfig:
     """
 
     # --- what to train -----------------------------------------------------
-    model: str = field(default_factory=default_model_path)
+    model: str = DEFAULT_MODEL  # a model id (tiny-math, smollm2-135m-instruct), a folder or a hub id
     use_lora: bool = True
     lora_r: int = 16
     lora_alpha: int = 32

@@ -147,8 +147,9 @@ def evaluate_adapters(model: str, adapters: Mapping[str, str], reward_fn: Any, p
     import numpy as np
     import pandas as pd
 
-    from mrgrpo._checks import check_weights
-    from mrgrpo.generation import load_model, sample_completions
+    from mrgrpo.core.checks import check_weights
+    from mrgrpo.lm.loader import load_model
+    from mrgrpo.lm.sampling import sample_completions
 
     names = list(reward_fn.channel_names)
     w = check_weights(weights, len(names))

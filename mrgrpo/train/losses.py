@@ -57,7 +57,7 @@ def sequence_token_logprobs(model, input_ids: torch.Tensor, attention_mask: torc
     -------
     torch.Tensor, shape ``(N, C)``
     """
-    from .masks import position_ids
+    from mrgrpo.lm.padding import position_ids
 
     out = model(input_ids=input_ids, attention_mask=attention_mask,
                 position_ids=position_ids(attention_mask), use_cache=False,

@@ -2,9 +2,9 @@
 
 A batch row is ``[left-padded prompt | completion]``:
 
-- the prompt is left-padded to a common length ``Lp`` (``prompt_mask`` is 0 on the
-  padding), so every completion starts at the same column and the model's
-  position ids are ``cumsum(attention) - 1``;
+- the prompt is left-padded to a common length ``Lp`` (:func:`mrgrpo.lm.padding.left_pad`;
+  ``prompt_mask`` is 0 on the padding), so every completion starts at the same
+  column and the model's position ids are ``cumsum(attention) - 1``;
 - the completion is ``C`` sampled tokens. Its mask is 1 up to **and including**
   the first EOS and 0 after it. Matching on the first EOS (not on the pad id)
   keeps the EOS token in the loss even when the tokenizer's pad token equals EOS;
@@ -13,32 +13,11 @@ A batch row is ``[left-padded prompt | completion]``:
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import torch
 
-__all__ = ["left_pad", "completion_mask", "position_ids", "full_attention_mask"]
-
-
-def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token-id lists into a batch.
-
-    Returns
-    -------
-    ids : torch.LongTensor, shape ``(N, Lp)``
-    mask : torch.LongTensor, shape ``(N, Lp)``, 1 on real tokens, 0 on padding.
-    """
-    if not seqs:
-        raise ValueError("left_pad needs at least one sequence")
-    if any(len(s) == 0 for s in seqs):
-        raise ValueError("left_pad got an empty prompt; every prompt needs at least one token")
-    L = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), L), int(pad_id), dtype=torch.long)
-    mask = torch.zeros((len(seqs), L), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, L - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
-        mask[i, L - len(s):] = 1
-    return ids, mask
+__all__ = ["completion_mask", "full_attention_mask"]
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_ids: Iterable[int],
@@ -80,8 +59,3 @@ def full_attention_mask(prompt_mask: torch.Tensor, comp_mask: torch.Tensor) -> t
     truncated completion is still real text the model attends to).
     """
     return torch.cat([prompt_mask, comp_mask], dim=1)
-
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that start at 0 on the first real token of each left-padded row."""
-    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from .checkpoint import atomic_write_text
+from mrgrpo.core.files import atomic_write_text
 
 __all__ = ["reward_metrics", "write_history", "TIMING_KEYS"]
 
@@ -42,7 +42,7 @@ def reward_metrics(rewards: torch.Tensor, adv: torch.Tensor, weights: torch.Tens
     weights : shape ``(R,)``
     names : R channel names
     """
-    from mrgrpo.advantage.torch import group_standardize
+    from mrgrpo.core.advantage_torch import group_standardize
 
     r = rewards.double()
     a = adv.double()

@@ -8,6 +8,14 @@ One training step::
     advantages, old log-probs, reference log-probs
              --num_iterations x (clipped surrogate + beta k3 KL)--> AdamW steps
 
+The pieces it is built from live one layer down: the model comes from
+:func:`mrgrpo.lm.loader.load_model`, prompts become token ids through
+:mod:`mrgrpo.lm.prompts`, and rollouts are drawn by :mod:`mrgrpo.lm.sampling`,
+the same sampler and end-of-sequence rule the rollout corpora use: group
+``(prompt, seed)`` of a training step gets the completions that
+``HFBackend.generate_groups([prompt], m, [seed])`` would give the same policy
+(:meth:`GRPOTrainer.group_seeds` says which seeds a step uses).
+
 Correctness details, each tested in ``tests/test_train_*.py``:
 
 - prompts are left-padded, so every completion starts in the same column; the
@@ -34,43 +42,23 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import GRPOConfig, default_model_path
+from mrgrpo.core.advantage_torch import apply_conditioning, compute_advantage_batch
+from mrgrpo.lm.loader import eos_token_ids, load_model
+from mrgrpo.lm.padding import left_pad
+from mrgrpo.lm.prompts import as_prompts, encode, render
+from mrgrpo.lm.sampling import group_uniforms, sample_tokens
+from mrgrpo.rewards.base import RewardFunctionError, score_completions
+
+from .checkpoint import checkpoint_root, config_mismatch, latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import GRPOConfig
 from .losses import aggregate, clip_fraction, clipped_surrogate, k3_kl, sequence_token_logprobs
-from .masks import completion_mask, left_pad
+from .masks import completion_mask
 from .metrics import reward_metrics, write_history
-from .sampling import sample_completions
 
 RewardFn = Callable[[str, Any], Sequence[float]]
 Callback = Callable[["GRPOTrainer", dict], None]
 
 __all__ = ["GRPOTrainer"]
-
-# config fields that must match between a checkpoint and the run resuming it
-_RESUME_MUST_MATCH = ("model", "mode", "weights", "seed", "m", "batch_prompts", "max_new_tokens",
-                      "temperature", "use_lora", "lora_r", "lora_alpha", "conditioning", "lr",
-                      "kl_coef", "clip_eps", "num_iterations", "loss_aggregation")
-
-
-def _check_prompt(item: Any, where: str) -> Any:
-    """Validate one prompt item (str, chat list, or dict) and return it unchanged."""
-    if isinstance(item, str):
-        if not item:
-            raise ValueError(f"{where} is an empty string")
-        return item
-    if isinstance(item, dict):
-        if "messages" in item:
-            _check_prompt(item["messages"], f"{where}['messages']")
-        elif not isinstance(item.get("prompt", item.get("text")), str):
-            raise ValueError(f"{where} is a dict without a 'prompt', 'text' or 'messages' key: "
-                             f"keys {sorted(item)}")
-        return item
-    if isinstance(item, (list, tuple)) and item and all(
-            isinstance(m, dict) and "role" in m and "content" in m for m in item):
-        return item
-    raise ValueError(f"{where} must be a string, a list of chat messages "
-                     f"({{'role', 'content'}} dicts) or a dict with 'prompt'/'messages'; "
-                     f"got {type(item).__name__}")
 
 
 class GRPOTrainer:
@@ -85,7 +73,8 @@ class GRPOTrainer:
     prompts : sequence
         Training prompts: strings, chat-message lists, or dicts
         (``{"prompt": ...}`` or ``{"messages": [...]}`` plus metadata such as
-        ``"gold"``). The reward function receives the item as given.
+        ``"gold"``); see :mod:`mrgrpo.lm.prompts`. The reward function receives
+        the item as given.
     eval_prompts : sequence, optional
         Held-out prompts, evaluated every ``config.eval_every`` steps and at the end.
     callbacks : sequence of callables ``(trainer, record) -> None``
@@ -110,10 +99,9 @@ class GRPOTrainer:
         self.reward_fn = reward_fn
         R = len(self.cfg.weights)
         self.channel_names = tuple(str(n) for n in names) if names is not None else tuple(f"c{k}" for k in range(R))
-        if prompts is None or len(prompts) == 0:
-            raise ValueError("prompts must be a non-empty sequence")
-        self.prompts = [_check_prompt(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
-        self.eval_prompts = [_check_prompt(p, f"eval_prompts[{i}]") for i, p in enumerate(eval_prompts or [])]
+        self.prompts = as_prompts(prompts, "prompts")
+        self.eval_prompts = as_prompts(eval_prompts, "eval_prompts") if eval_prompts is not None and \
+            len(eval_prompts) else []
         self.callbacks = list(callbacks)
         self.out_dir = Path(self.cfg.out_dir) if self.cfg.out_dir else None
         self.history: list[dict] = []
@@ -127,13 +115,7 @@ class GRPOTrainer:
         """Tokenizer, policy (LoRA or full), reference, optimizer, scheduler."""
         if self.model is not None:
             return
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         cfg = self.cfg
-        if cfg.model == default_model_path() and not Path(cfg.model).exists():
-            raise FileNotFoundError(
-                f"the shipped tiny policy is missing at {cfg.model}; restore data/tiny-math from the "
-                "repository or pass model=<path or hub id> (e.g. GRPOConfig.paper())")
         device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         self.device = torch.device(device)
         on_gpu = self.device.type == "cuda"
@@ -143,17 +125,9 @@ class GRPOTrainer:
         self._autocast = (lambda: torch.autocast(self.device.type, dtype=getattr(torch, dtype))) \
             if (on_gpu and dtype != "float32") else contextlib.nullcontext
         torch.manual_seed(cfg.seed)  # LoRA initialisation
-
-        tok = AutoTokenizer.from_pretrained(cfg.model)
-        tok.padding_side = "left"
-        if tok.eos_token_id is None:
-            raise ValueError(f"tokenizer of {cfg.model} has no EOS token; completions could never end")
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=load_dtype).to(self.device)
-        eos = {int(tok.eos_token_id)}
-        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        eos.update([gen_eos] if isinstance(gen_eos, int) else (gen_eos or []))
-        self.eos_ids = sorted(eos)
+        model, tok = load_model(cfg.model, device=device, dtype=load_dtype)
+        self.eos_ids = eos_token_ids(tok, model)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
 
         self.ref_model = None
         if cfg.use_lora:
@@ -170,8 +144,8 @@ class GRPOTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas),
                                            weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self._prompt_ids = [self._encode(p) for p in self.prompts]
-        self._eval_ids = [self._encode(p) for p in self.eval_prompts]
+        self._prompt_ids, self._prompt_keys = self._encode(self.prompts)
+        self._eval_ids, self._eval_keys = self._encode(self.eval_prompts)
 
     def _lr_factor(self, step: int) -> float:
         cfg = self.cfg
@@ -181,26 +155,11 @@ class GRPOTrainer:
             return max(0.0, (cfg.n_steps - step) / max(1, cfg.n_steps - cfg.warmup_steps))
         return 1.0
 
-    def _encode(self, item: Any) -> list[int]:
-        """Token ids of one prompt item (chat template when the tokenizer has one)."""
-        cfg, tok = self.cfg, self.tokenizer
-        if isinstance(item, dict):
-            body = item["messages"] if "messages" in item else item.get("prompt", item.get("text"))
-        else:
-            body = item
-        use_template = cfg.use_chat_template is True or (
-            cfg.use_chat_template == "auto" and getattr(tok, "chat_template", None))
-        if isinstance(body, str) and use_template:
-            body = ([{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []) + \
-                   [{"role": "user", "content": body}]
-        if isinstance(body, str):
-            text = f"{cfg.system_prompt}\n{body}" if cfg.system_prompt else body
-            return tok(text, add_special_tokens=True)["input_ids"]
-        if not getattr(tok, "chat_template", None):
-            raise ValueError(f"prompt {body!r:.60} is a chat-message list but the tokenizer of "
-                             f"{cfg.model} has no chat template")
-        text = tok.apply_chat_template(list(body), tokenize=False, add_generation_prompt=True)
-        return tok(text, add_special_tokens=False)["input_ids"]
+    def _encode(self, prompts: Sequence[Any]) -> tuple[list[list[int]], list[str]]:
+        """Token ids and rendered texts (the sampler's seed keys) of prompts, as every sampler in mrgrpo makes them."""
+        kw = dict(system_prompt=self.cfg.system_prompt, use_chat_template=self.cfg.use_chat_template)
+        return ([encode(p, self.tokenizer, **kw) for p in prompts],
+                [render(p, self.tokenizer, **kw) for p in prompts])
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> list[dict]:
@@ -218,12 +177,12 @@ class GRPOTrainer:
         if cfg.resume:
             self._resume()
         bar = tqdm(range(self.step, cfg.n_steps), initial=self.step, total=cfg.n_steps,
-                   disable=not cfg.progress, desc=f"GRPO[{cfg.mode}]")
+                   disable=not cfg.progress, desc=f"GRPO[{cfg.mode}]", mininterval=2.0)
         for step in bar:
             t0 = time.perf_counter()
-            rows = self._prompt_rows(step)                    # (P m,) prompt index of each rollout
-            gen = self._seed_step(step)
-            roll = self._rollout(rows, gen)
+            self._seed_dropout(step)
+            roll = self.rollout(step)                          # P m completions, ids and masks
+            rows = roll["rows"]                                # (P m,) prompt index of each rollout
             rewards = self._score(roll["texts"], rows, step).reshape(-1, cfg.m, len(cfg.weights))  # (P, m, R)
             adv = self.advantages(rewards)                     # (P, m)
             upd = self._update(roll, adv.reshape(-1))
@@ -256,32 +215,45 @@ class GRPOTrainer:
         return self.history
 
     # ------------------------------------------------------------------ step pieces
-    def _prompt_rows(self, step: int) -> np.ndarray:
-        """Prompt index of each of the ``P m`` rollouts of ``step`` (a function of seed and step)."""
+    def group_seeds(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The groups of ``step``: each one's prompt index and sampling seed, shapes ``(P,)`` and ``(P,)``.
+
+        Both are functions of ``(config.seed, step)`` alone. Group ``k`` is sampled
+        from ``group_uniforms(prompt text, seeds[k], m, max_new_tokens)``.
+        """
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, step, 0])
         n = len(self.prompts)
         idx = rng.choice(n, size=cfg.batch_prompts, replace=n < cfg.batch_prompts)
-        return np.repeat(idx, cfg.m)
+        seeds = np.random.SeedSequence([cfg.seed, step, 2]).generate_state(cfg.batch_prompts).astype(np.int64)
+        return idx, seeds
 
-    def _seed_step(self, step: int) -> torch.Generator:
-        """Seed dropout (global torch RNG) and return the sampling generator for ``step``."""
-        a, b = np.random.default_rng([self.cfg.seed, step, 1]).integers(0, 2**62, size=2)
+    def rollout(self, step: int) -> dict:
+        """Sample the ``P m`` completions of ``step`` with the current policy (``rows``: their prompt indices)."""
+        self._load()
+        idx, seeds = self.group_seeds(step)
+        uniforms = np.concatenate([group_uniforms(self._prompt_keys[i], int(s), self.cfg.m, self.cfg.max_new_tokens)
+                                   for i, s in zip(idx, seeds)])
+        return self._rollout(np.repeat(idx, self.cfg.m), uniforms)
+
+    def _seed_dropout(self, step: int) -> None:
+        """Seed the global torch RNG (dropout) for ``step``."""
+        a = np.random.default_rng([self.cfg.seed, step, 1]).integers(0, 2**62)
         torch.manual_seed(int(a))
-        return torch.Generator(device=self.device).manual_seed(int(b))
 
-    def _rollout(self, rows: np.ndarray, gen: torch.Generator, ids_list=None,
+    def _rollout(self, rows: np.ndarray, uniforms: np.ndarray, ids_list=None,
                  temperature: Optional[float] = None) -> dict:
-        """Sample one completion per row; build ids, masks and decoded texts."""
+        """Sample one completion per row (row ``i`` driven by ``uniforms[i]``); build ids, masks and texts."""
         cfg = self.cfg
         ids_list = self._prompt_ids if ids_list is None else ids_list
-        p_ids, p_mask = left_pad([ids_list[i] for i in rows], self.pad_id)
+        prompts = [ids_list[i] for i in rows]
+        p_ids, p_mask = left_pad(prompts, self.pad_id)
         p_ids, p_mask = p_ids.to(self.device), p_mask.to(self.device)
         self.model.eval()
         with self._autocast():
-            comp = sample_completions(self.model, p_ids, p_mask, cfg.max_new_tokens,
-                                      cfg.temperature if temperature is None else temperature,
-                                      self.eos_ids, self.pad_id, gen)
+            comp, _ = sample_tokens(self.model, prompts, uniforms,
+                                    temperature=cfg.temperature if temperature is None else temperature,
+                                    eos_ids=self.eos_ids, pad_id=self.pad_id)
         attn_mask, truncated = completion_mask(comp, self.eos_ids)
         loss_mask = attn_mask * (~truncated).long().unsqueeze(1) if cfg.mask_truncated else attn_mask
         eos = set(self.eos_ids)
@@ -291,17 +263,15 @@ class GRPOTrainer:
             texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True))
         return {"input_ids": torch.cat([p_ids, comp], dim=1),
                 "attention_mask": torch.cat([p_mask, attn_mask], dim=1),
-                "loss_mask": loss_mask, "n_completion": comp.shape[1], "texts": texts,
+                "loss_mask": loss_mask, "n_completion": comp.shape[1], "texts": texts, "rows": rows,
                 "truncated": truncated, "n_tokens": int(attn_mask.sum())}
 
     def _score(self, texts: list[str], rows: np.ndarray, step: int, prompts=None) -> torch.Tensor:
         """``(n, R)`` rewards of ``n`` completions; on a reward-function fault, checkpoint then raise."""
-        from mrgrpo.rewards.base import RewardFunctionError, score_completions
-
         cfg = self.cfg
         prompts = self.prompts if prompts is None else prompts
         try:
-            r = score_completions(self.reward_fn, texts, [prompts[i] for i in rows],
+            r = score_completions(self.reward_fn, texts, [prompts[i].item for i in rows],
                                   n_channels=len(cfg.weights))
         except Exception as exc:
             where = f"checkpoint of the {self.step} completed steps saved to {self.checkpoint()}; " \
@@ -318,8 +288,6 @@ class GRPOTrainer:
         ----------
         rewards : shape ``(P, m, R)``
         """
-        from mrgrpo.advantage.torch import apply_conditioning, compute_advantage_batch
-
         cfg = self.cfg
         r = torch.as_tensor(rewards, dtype=torch.float64)
         if cfg.conditioning != "none":
@@ -395,6 +363,9 @@ class GRPOTrainer:
     def evaluate(self, prompts: Optional[Sequence[Any]] = None) -> dict:
         """Score one completion per held-out prompt (greedy unless ``eval_temperature > 0``).
 
+        Prompt ``i`` is a group of one sampled with seed ``config.eval_seed``, so
+        every training run is evaluated on the same draws.
+
         Returns
         -------
         dict
@@ -404,17 +375,17 @@ class GRPOTrainer:
         cfg = self.cfg
         self._load()
         if prompts is not None:
-            items = [_check_prompt(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
-            ids_list = [self._encode(p) for p in items]
+            items = as_prompts(prompts, "prompts")
+            ids_list, keys = self._encode(items)
         else:
-            items, ids_list = self.eval_prompts, self._eval_ids
+            items, ids_list, keys = self.eval_prompts, self._eval_ids, self._eval_keys
         if not items:
             raise ValueError("no evaluation prompts: pass eval_prompts to GRPOTrainer or prompts= here")
-        gen = torch.Generator(device=self.device).manual_seed(cfg.eval_seed)
         rewards, n_tok, n_trunc = [], 0, 0
         for start in range(0, len(items), cfg.eval_batch_size):
             rows = np.arange(start, min(start + cfg.eval_batch_size, len(items)))
-            roll = self._rollout(rows, gen, ids_list=ids_list, temperature=cfg.eval_temperature)
+            uniforms = np.concatenate([group_uniforms(keys[i], cfg.eval_seed, 1, cfg.max_new_tokens) for i in rows])
+            roll = self._rollout(rows, uniforms, ids_list=ids_list, temperature=cfg.eval_temperature)
             rewards.append(self._score(roll["texts"], rows, self.step, prompts=items))
             n_tok += roll["n_tokens"]
             n_trunc += int(roll["truncated"].sum())
@@ -458,19 +429,17 @@ class GRPOTrainer:
         """Write an atomic checkpoint of the current state under ``out_dir/checkpoints``."""
         if self.out_dir is None:
             raise ValueError("checkpoint() needs config.out_dir")
-        return save_checkpoint(self.out_dir / "checkpoints", self.step, self.model, self.optimizer,
+        return save_checkpoint(checkpoint_root(self.out_dir), self.step, self.model, self.optimizer,
                                self.scheduler, self._state(), tokenizer=self.tokenizer)
 
     def _resume(self) -> None:
-        path = latest_checkpoint(self.out_dir / "checkpoints")
+        path = latest_checkpoint(checkpoint_root(self.out_dir))
         if path is None:
             return  # nothing to resume: a fresh run
         state = load_checkpoint(path, self.model, self.optimizer, self.scheduler)
-        saved, now = state["config"], self.cfg.to_dict()
-        diff = [k for k in _RESUME_MUST_MATCH if saved.get(k) != now.get(k)]
+        diff = config_mismatch(state["config"], self.cfg.to_dict())
         if diff:
-            raise ValueError(f"cannot resume from {path}: config differs in {diff} "
-                             f"(checkpoint {[saved.get(k) for k in diff]}, now {[now.get(k) for k in diff]})")
+            raise ValueError(f"cannot resume from {path}: the config differs in {diff}")
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.eval_history = list(state["eval_history"])

@@ -1,0 +1,289 @@
+"""Rerun a chapter of the book with new parameters (papermill) and store the result.
+
+A chapter is a MyST-markdown jupytext notebook (``chapters/<name>.md``) with one
+cell tagged ``parameters``. :func:`run_chapter` converts it to ``.ipynb``,
+executes it with papermill in ``chapters/`` (so relative paths behave as in the
+book build), and writes the executed notebook under ``chapters/runs/``. The book
+renders those stored runs without executing them again
+(``execute.exclude_patterns`` in ``_config.yml``).
+
+A stored run is a second copy of a chapter, so its cross-reference labels
+(equation labels, ``(target)=`` anchors, ``prf`` labels) would collide with the
+chapter's own. The runner prefixes every label it finds in the markdown cells
+with the run's name and puts a short header cell on top that says which
+parameters produced the run and how to repeat it.
+"""
+from __future__ import annotations
+
+import ast
+import datetime
+import re
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "resolve_chapter",
+    "parameter_names",
+    "parse_value",
+    "default_run_name",
+    "relabel_markdown",
+    "run_chapter",
+]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def resolve_chapter(chapter: str | Path, root: str | Path = ".") -> Path:
+    """Return the path of a chapter given ``thm3``, ``thm3.md`` or ``chapters/thm3.md``.
+
+    Raises
+    ------
+    FileNotFoundError
+        when no such chapter exists (the message lists the available ones).
+    """
+    root = Path(root)
+    candidates = []
+    p = Path(chapter)
+    candidates.append(p if p.is_absolute() else root / p)
+    stem = p.name[:-3] if p.name.endswith(".md") else p.name
+    candidates.append(root / "chapters" / f"{stem}.md")
+    for c in candidates:
+        if c.is_file() and c.suffix == ".md":
+            return c.resolve()
+    available = sorted(q.stem for q in (root / "chapters").glob("*.md"))
+    raise FileNotFoundError(
+        f"no chapter {str(chapter)!r} under {root / 'chapters'}; available: {', '.join(available) or 'none'}"
+    )
+
+
+def _parameters_source(nb) -> str:
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"a chapter needs exactly one cell tagged 'parameters', found {len(cells)}")
+    return cells[0].source
+
+
+def parameter_names(nb) -> list[str]:
+    """Names assigned at top level of the notebook's ``parameters`` cell, in order."""
+    tree = ast.parse(_parameters_source(nb))
+    names: list[str] = []
+    for node in tree.body:
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        for t in targets:
+            if isinstance(t, ast.Name) and t.id not in names:
+                names.append(t.id)
+    return names
+
+
+_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
+def parse_value(text: str) -> Any:
+    """Turn a command-line value into a Python value.
+
+    Python literals are read as such (``8``, ``0.7``, ``[4, 8, 16]``, ``'cpu'``,
+    ``True``); ``true``/``false``/``null`` in any case are accepted too; anything
+    else stays a string (so ``-p model Qwen/Qwen2.5-1.5B-Instruct`` needs no quotes).
+    """
+    if not isinstance(text, str):
+        return text
+    low = text.strip().lower()
+    if low in _WORDS:
+        return _WORDS[low]
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+    return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    # papermill writes lists but not tuples as literals (a tuple would arrive as
+    # its string), so tuples travel as lists; chapters accept either.
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _slug(value: Any) -> str:
+    s = str(value).replace("/", "-")
+    s = re.sub(r"[^A-Za-z0-9.]+", "-", s).strip("-")
+    return s[:40] or "x"
+
+
+def default_run_name(stem: str, parameters: Mapping[str, Any]) -> str:
+    """``<chapter>`` or ``<chapter>__<name>-<value>_...`` from the parameters given."""
+    if not parameters:
+        return stem
+    parts = [f"{k}-{_slug(v)}" for k, v in parameters.items()]
+    return f"{stem}__" + "_".join(parts)
+
+
+# (target)= anchors, ":label: x" directive options, and the roles that cite them.
+_ANCHOR_RE = re.compile(r"^\((?P<name>[^)\s]+)\)=\s*$", re.MULTILINE)
+_OPTION_RE = re.compile(r"^(?P<indent>\s*):label:\s*(?P<name>\S+)\s*$", re.MULTILINE)
+_ROLE_RE = re.compile(r"\{(?P<role>eq|ref|numref|prf:ref|doc)\}`(?P<body>[^`]+)`")
+
+
+def relabel_markdown(text: str, prefix: str) -> str:
+    """Prefix every label defined or cited in MyST ``text`` with ``prefix``.
+
+    Handles ``(name)=`` anchors, ``:label: name`` directive options and the roles
+    ``{eq}``, ``{ref}``, ``{numref}``, ``{prf:ref}``. ``{doc}`` links are left
+    alone (a stored run lives one folder down, so they are made relative to it).
+    """
+    text = _ANCHOR_RE.sub(lambda m: f"({prefix}{m['name']})=", text)
+    text = _OPTION_RE.sub(lambda m: f"{m['indent']}:label: {prefix}{m['name']}", text)
+
+    def role(m: re.Match) -> str:
+        body = m["body"]
+        if m["role"] == "doc":
+            return m.group(0) if body.startswith(("/", "../")) else f"{{doc}}`../{body}`"
+        explicit = re.match(r"^(?P<title>.*)<(?P<target>[^>]+)>$", body, re.DOTALL)
+        if explicit:
+            return f"{{{m['role']}}}`{explicit['title']}<{prefix}{explicit['target']}>`"
+        return f"{{{m['role']}}}`{prefix}{body}`"
+
+    return _ROLE_RE.sub(role, text)
+
+
+def _header_cell(nbformat, title: str, stem: str, parameters: Mapping[str, Any], run_name: str):
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    args = " ".join(f"-p {k} {shlex.quote(repr(v) if not isinstance(v, str) else v)}"
+                    for k, v in parameters.items())
+    rows = "\n".join(f"| `{k}` | `{v!r}` |" for k, v in parameters.items()) or "| (defaults) | |"
+    src = (
+        f"# Stored run: {title}\n\n"
+        f"This page is an executed copy of the chapter {{doc}}`../{stem}`, stored by "
+        f"`mrgrpo book run` on {when} and rendered as is (the book build does not execute it "
+        f"again). Parameters that differ from the chapter's defaults:\n\n"
+        f"| parameter | value |\n|---|---|\n{rows}\n\n"
+        f"Repeat it with\n\n```bash\nmrgrpo book run {stem} {args} --out chapters/runs/{run_name}.ipynb\n```\n"
+    )
+    return nbformat.v4.new_markdown_cell(src)
+
+
+def _drop_title(text: str) -> str:
+    # The header cell carries the page title, so the chapter's own H1 goes.
+    return re.sub(r"^# .*\n?", "", text, count=1, flags=re.MULTILINE).lstrip("\n")
+
+
+def run_chapter(
+    chapter: str | Path,
+    parameters: Mapping[str, Any] | None = None,
+    out: str | Path | None = None,
+    *,
+    root: str | Path = ".",
+    kernel_name: str = "python3",
+    timeout: float | None = None,
+    progress_bar: bool = True,
+    allow_unknown: bool = False,
+) -> Path:
+    """Execute a chapter with papermill and store the executed notebook.
+
+    Parameters
+    ----------
+    chapter
+        ``thm3``, ``thm3.md`` or a path to a chapter's ``.md`` file.
+    parameters
+        Overrides for names in the chapter's ``parameters`` cell. Unknown names
+        raise ``ValueError`` unless ``allow_unknown`` (a typo would otherwise run
+        the chapter silently with its defaults).
+    out
+        Where to write the executed ``.ipynb``; default
+        ``<root>/chapters/runs/<chapter>__<param>-<value>....ipynb``.
+    root
+        The book's root folder (holding ``chapters/``).
+    timeout
+        Per-cell timeout in seconds (``None``: no limit).
+
+    Returns
+    -------
+    Path of the stored notebook.
+    """
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    root = Path(root).resolve()
+    src = resolve_chapter(chapter, root)
+    stem = src.stem
+    parameters = {k: _plain(v) for k, v in dict(parameters or {}).items()}
+    nb = jupytext.read(src)
+    known = parameter_names(nb)
+    unknown = [k for k in parameters if k not in known]
+    if unknown and not allow_unknown:
+        raise ValueError(
+            f"chapter {stem!r} has no parameter(s) {', '.join(map(repr, unknown))}; "
+            f"its parameters are: {', '.join(known)}"
+        )
+
+    if out is None:
+        out = root / "chapters" / "runs" / f"{default_run_name(stem, parameters)}.ipynb"
+    out = Path(out)
+    if not out.is_absolute():
+        out = (Path.cwd() / out).resolve()
+    if out.suffix != ".ipynb":
+        raise ValueError(f"--out must end in .ipynb, got {out.name!r}")
+    if out.parent == src.parent and out.stem == stem:
+        raise ValueError(f"{out} would sit beside {src.name}: Sphinx would see one page twice; "
+                         f"store runs under chapters/runs/")
+    run_name = out.stem
+    if not _NAME_RE.match(run_name):
+        raise ValueError(f"run name {run_name!r} must be letters, digits, '.', '_' or '-'")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": "Python 3", "language": "python"}
+    nb.metadata.pop("jupytext", None)
+    with tempfile.TemporaryDirectory(prefix="mrgrpo-book-") as tmp:
+        tmp_in = Path(tmp) / f"{stem}.ipynb"
+        tmp_out = Path(tmp) / f"{run_name}.ipynb"
+        nbformat.write(nb, tmp_in)
+        try:
+            pm.execute_notebook(
+                str(tmp_in),
+                str(tmp_out),
+                parameters=parameters,
+                cwd=str(src.parent),
+                kernel_name=kernel_name,
+                progress_bar=progress_bar,
+                execution_timeout=timeout,
+            )
+        except Exception:
+            # A failed run must not land in chapters/runs/ (the book would render
+            # it); keep it for inspection under _build/ instead.
+            if tmp_out.exists():
+                failed = root / "_build" / "failed-runs" / tmp_out.name
+                failed.parent.mkdir(parents=True, exist_ok=True)
+                failed.write_bytes(tmp_out.read_bytes())
+            raise
+        executed = nbformat.read(tmp_out, as_version=4)
+
+    title, title_cell = stem, None
+    for cell in executed.cells:
+        if cell.cell_type == "markdown":
+            m = re.search(r"^# (.+)$", cell.source, re.MULTILINE)
+            if m:
+                title, title_cell = m.group(1).strip(), cell
+                break
+    prefix = f"{run_name}-"
+    for cell in executed.cells:
+        if cell.cell_type == "markdown":
+            cell.source = relabel_markdown(cell.source, prefix)
+    if title_cell is not None:
+        title_cell.source = _drop_title(title_cell.source)
+    executed.cells.insert(0, _header_cell(nbformat, title, stem, parameters, run_name))
+    executed.metadata.setdefault("mrgrpo", {})["run"] = {
+        "chapter": f"chapters/{stem}.md",
+        "parameters": {k: repr(v) for k, v in parameters.items()},
+    }
+    nbformat.write(executed, out)
+    return out
