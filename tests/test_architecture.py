@@ -167,7 +167,7 @@ def _code(path: Path) -> str:
     ("the model loader", r"(AutoModelForCausalLM|PeftModel|AutoTokenizer)\.from_pretrained\(",
      ["mrgrpo/lm/gguf.py", "mrgrpo/lm/loader.py"]),
     ("the prompt normalizer", r"apply_chat_template\(|def prompt_text\(|def as_prompt\(", ["mrgrpo/lm/prompts.py"]),
-    ("the copula solver", r"integrate\.quad\(|norm\.(isf|ppf)\(", ["mrgrpo/sim/copula.py"]),
+    ("the copula solver", r"integrate\.quad\(|def \w*(latent|bvn|pair_correlation)\w*\(", ["mrgrpo/sim/copula.py"]),
 ])
 def test_one_home_per_concept(concept, pattern, home):
     found = _defining(pattern)

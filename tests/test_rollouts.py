@@ -71,7 +71,7 @@ def test_reference_mock_flips_the_sign():
     for p in (None, [0.5, 0.5, 0.8]):
         ours = MockBackend(C=C, p=p).sample(np.random.default_rng(0), (20_000,))
         assert abs(_corr(ours)[0, 1] - 0.8) < 0.03
-    with pytest.raises(ValueError, match=r"attainable range \[-0.798, \+0.798\]"):
+    with pytest.raises(ValueError, match=r"attainable range is \[-0.7979, \+0.7979\]"):
         MockBackend(C=C, p=[0.5, None, 0.8])  # a binary and a Gaussian channel cannot reach 0.8
 
 

@@ -1,21 +1,24 @@
-"""The population floor: does ``E[w^T C_hat_m w]`` approach ``w^T C w`` as Theorem 3 says?
+"""The population floor: is ``E[w^T C_hat_m w]`` what Theorem 3 says, at each group size?
 
 Theorem 3 (self-normalized) has two parts: the exact identity
-``m * MSE = w^T E[C_hat_m] w`` (which holds for any rewards, see
-:mod:`mrgrpo.analysis.identity`) and the expansion
-``E[C_hat_m] = C - C (1 - C^2) / (2m) + O(m^-2)`` off the diagonal, with a unit
-diagonal. The second part is a claim about the rewards and can fail: a group
-in which a channel is constant has ``C_hat_ll = 0`` (its row and column are
-zero), so binary channels with small success rates pull the floor below the
-population value by far more than ``O(1/m)``.
+``m * MSE = w^T E[C_hat_m] w`` (it holds for any rewards, see
+:mod:`mrgrpo.analysis.identity`) and the expansion ``E[C_hat_m] = C + O(1/m)``.
+The second is a claim about the rewards and can fail: in a group where a
+channel is constant that channel's row and column of ``C_hat`` are 0 (the
+project's convention), so binary channels with small success rates pull the
+floor far below ``w^T C w``.
 
 :func:`floor_check` estimates each prompt's population correlation ``C_p``
-from all of its rollouts (every seed pooled; or takes a known ``C``), then for
-each group size ``m`` compares the mean of ``w^T C_hat_m w`` over groups with
-``w^T C_p w`` and with the Fisher expansion
-(:func:`mrgrpo.core.theory.expected_sample_correlation`), with prompt-bootstrap
-CIs, and splits the deficit into the part carried by degenerate
-(constant-channel) groups and the rest.
+from all of its rollouts (every seed pooled; or takes a known ``C``). For each
+group size ``m`` it compares the measured mean of ``w^T C_hat_m w`` with a
+target that is right for any reward distribution: the exact finite-``m`` value
+over non-degenerate groups, estimated by drawing groups of ``m`` distinct
+rollouts from each prompt's own rollouts (:mod:`mrgrpo.analysis.floor_target`,
+which says why). The verdict uses a paired prompt-bootstrap CI of the
+difference; the deficit splits exactly into the parts carried by degenerate
+and by the other groups. Beside it the result gives Theorem 3's first-order
+expansion with the delta-method bias (right for any distribution as ``m``
+grows) and Fisher's Gaussian-only expansion (the old target).
 """
 from __future__ import annotations
 
@@ -24,14 +27,16 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from mrgrpo.core.checks import check_rewards, check_weights
+from mrgrpo.core.checks import as_generator, check_rewards, check_weights
 from mrgrpo.core.kernels import channel_moments, correlation, moment_correlation
 from mrgrpo.core.theory import check_correlation
 from mrgrpo.core.theory.mse import expected_sample_correlation_unchecked
 
 from .bootstrap import bootstrap_weights, mean_ci
+from .floor_target import degenerate_share, first_order_floor, group_quadratic, split_deficit, subsampled_floor
 
-__all__ = ["FloorResult", "floor_check", "population_stats", "pooled_population", "fisher_floor"]
+__all__ = ["FloorResult", "floor_check", "population_stats", "pooled_population", "fisher_floor",
+           "FRAME_COLUMNS"]
 
 
 def _population(S: np.ndarray, varies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,9 +115,42 @@ def fisher_floor(w: np.ndarray, C: np.ndarray, varies: np.ndarray, m: int) -> np
     return np.einsum("pi,pij,pj->p", we, expected_sample_correlation_unchecked(C, m), we)
 
 
+#: Columns of :meth:`FloorResult.to_frame` copied from ``per_m`` (besides ``m`` and the CI bounds).
+FRAME_COLUMNS = ("floor", "target", "agrees", "verdict", "first_order", "agrees_first_order", "fisher",
+                 "agrees_fisher", "population", "expected", "frac_degenerate", "frac_degenerate_expected",
+                 "floor_nondegenerate", "deficit", "deficit_degenerate", "deficit_nondegenerate",
+                 "share_degenerate", "diag_deficit", "n_target_fallback")
+
+
 @dataclass
 class FloorResult:
-    """Output of :func:`floor_check` (per ``m`` rows in :attr:`table`)."""
+    """Output of :func:`floor_check`: one entry of :attr:`per_m` (and one row of :attr:`table`) per ``m``.
+
+    Per ``m`` (means over prompts; ``*_ci`` are prompt-bootstrap intervals at level :attr:`ci`):
+
+    - ``floor``, ``floor_ci``: measured ``E[w^T C_hat_m w]`` over all groups.
+    - ``target``: ``E[w^T C_hat_m w | non-degenerate]``, exact at this ``m``
+      (subsampled from each prompt's rollouts); ``diff`` = floor - target, with
+      the paired ``diff_ci``; ``agrees``: ``diff_ci`` contains 0.
+    - ``verdict``: ``"agrees"``, or which groups carry a failure:
+      ``"fails: degenerate groups"``, ``"fails: non-degenerate groups"``,
+      ``"fails: both"``, ``"fails"`` (neither part alone is significant).
+    - ``first_order``, ``agrees_first_order``, ``first_order_diff_ci``:
+      Theorem 3's ``w^T (C + B/m) w`` with the delta-method ``B``.
+    - ``fisher``, ``agrees_fisher``, ``fisher_diff_ci``: Fisher's Gaussian-only
+      expansion (the old target, kept for comparison).
+    - ``population``: ``w^T C w``. ``expected``, ``expected_diff_ci``: the exact
+      value over all groups, degenerate ones under the convention.
+    - ``frac_degenerate``: measured share of groups with a constant weighted
+      channel (``frac_degenerate_expected``: its subsampled probability).
+    - ``deficit`` = target - floor = ``deficit_degenerate`` +
+      ``deficit_nondegenerate`` (each with a ``*_ci``); ``share_degenerate`` =
+      ``|deficit_degenerate| / (|deficit_degenerate| + |deficit_nondegenerate|)``, in ``[0, 1]``.
+    - ``diag_deficit``: mean ``sum_l w_l^2`` over the constant channels of a group.
+    - ``n_target_fallback``: prompts with no non-degenerate subset (their target
+      is ``w^T C_p w``).
+    - ``*_per_prompt`` arrays ``(P,)``.
+    """
 
     w: np.ndarray
     P: int
@@ -123,6 +161,7 @@ class FloorResult:
     population_wCw_ci: np.ndarray
     per_m: dict = field(repr=False)
     ci: float = 0.95
+    n_subsample: int = 1024
 
     def to_frame(self):
         """One row per ``m`` (a pandas DataFrame)."""
@@ -131,18 +170,32 @@ class FloorResult:
         rows = []
         for m in self.m_grid:
             d = self.per_m[m]
-            rows.append({
-                "m": m, "floor": d["floor"], "floor_lo": d["floor_ci"][0], "floor_hi": d["floor_ci"][1],
-                "fisher": d["fisher"], "population": d["population"],
-                "floor_minus_fisher": d["diff"], "diff_lo": d["diff_ci"][0], "diff_hi": d["diff_ci"][1],
-                "agrees": d["agrees"], "frac_degenerate": d["frac_degenerate"],
-                "floor_nondegenerate": d["floor_nondegenerate"], "deficit": d["deficit"],
-                "deficit_degenerate": d["deficit_degenerate"], "share_degenerate": d["share_degenerate"],
-                "diag_deficit": d["diag_deficit"],
-            })
-        return pd.DataFrame(rows)
+            row = {"m": m, "floor_lo": d["floor_ci"][0], "floor_hi": d["floor_ci"][1],
+                   "floor_minus_target": d["diff"], "diff_lo": d["diff_ci"][0], "diff_hi": d["diff_ci"][1],
+                   "floor_minus_fisher": d["floor"] - d["fisher"]}
+            row.update({k: d[k] for k in FRAME_COLUMNS})
+            rows.append(row)
+        cols = ["m", "floor", "floor_lo", "floor_hi", "target", "floor_minus_target", "diff_lo", "diff_hi"]
+        return pd.DataFrame(rows)[cols + [c for c in rows[0] if c not in cols]] if rows else pd.DataFrame()
 
     table = property(to_frame)
+
+
+def _verdict(agrees: bool, deg_ci: np.ndarray, nondeg_ci: np.ndarray) -> str:
+    """Which groups carry a failure: the part whose CI excludes 0."""
+    if agrees:
+        return "agrees"
+    deg = not deg_ci[0] <= 0.0 <= deg_ci[1]
+    nondeg = not nondeg_ci[0] <= 0.0 <= nondeg_ci[1]
+    if deg and nondeg:
+        return "fails: both"
+    if deg:
+        return "fails: degenerate groups"
+    return "fails: non-degenerate groups" if nondeg else "fails"
+
+
+def _contains_zero(ci: np.ndarray) -> bool:
+    return bool(ci[0] <= 0.0 <= ci[1])
 
 
 def _as_tensors(rewards, m_grid) -> tuple[dict, np.ndarray]:
@@ -172,8 +225,8 @@ def _as_tensors(rewards, m_grid) -> tuple[dict, np.ndarray]:
 
 
 def floor_check(rewards, w, m_grid: Optional[Sequence[int]] = None, C=None, n_boot: int = 2000,
-                seed=0, ci: float = 0.95) -> FloorResult:
-    """Compare ``E[w^T C_hat_m w]`` with ``w^T C w`` and Fisher's expansion across ``m``.
+                seed=0, ci: float = 0.95, n_subsample: int = 1024) -> FloorResult:
+    """Compare the measured ``E[w^T C_hat_m w]`` with a target that is right for any rewards, across ``m``.
 
     Parameters
     ----------
@@ -185,10 +238,14 @@ def floor_check(rewards, w, m_grid: Optional[Sequence[int]] = None, C=None, n_bo
     m_grid : sequence of int, optional
         Default: powers of two from 4 up to ``M`` (or the mapping's keys).
     C : array_like ``(R, R)`` or ``(P, R, R)``, optional
-        Known population correlation (e.g. a mock's); default: estimated per
-        prompt from all its rollouts.
+        Known population correlation (e.g. a mock's), used for ``population``,
+        ``first_order`` and ``fisher``; default: estimated per prompt from all
+        its rollouts. The target always comes from the rollouts.
     n_boot, seed, ci
-        Prompt-level bootstrap.
+        Prompt-level bootstrap (``seed`` also draws the subsets).
+    n_subsample : int
+        Random ``m``-subsets per prompt for the target (more for a prompt whose
+        subsets are rarely non-degenerate).
 
     Returns
     -------
@@ -197,6 +254,9 @@ def floor_check(rewards, w, m_grid: Optional[Sequence[int]] = None, C=None, n_bo
     tens, biggest = _as_tensors(rewards, m_grid)
     P, K, M, R = biggest.shape
     wv = check_weights(w, R)
+    if isinstance(n_subsample, (bool, np.bool_)) or not isinstance(n_subsample, (int, np.integer)) \
+            or n_subsample < 1:
+        raise ValueError(f"n_subsample must be a positive int, got {n_subsample!r}")
     if K * M < 2:
         raise ValueError("need at least 2 rollouts per prompt to estimate the population correlation")
     pooled = biggest.reshape(P, K * M, R)
@@ -210,38 +270,44 @@ def floor_check(rewards, w, m_grid: Optional[Sequence[int]] = None, C=None, n_bo
             check_correlation(Cg)
         else:
             raise ValueError(f"C must have shape ({R}, {R}) or ({P}, {R}, {R}), got {Cg.shape}")
-        C_p, varies, source = np.array(Cg), np.ones((P, R), dtype=bool), "given"
-    w_eff = np.where(varies, wv, 0.0)  # (P, R)
+        C_p, source = np.array(Cg), "given"
+    w_eff = np.where(varies, wv, 0.0)  # a channel constant over all of a prompt's rollouts carries no noise
     pop = np.einsum("pi,pij,pj->p", w_eff, C_p, w_eff)
-    W = bootstrap_weights(P, n_boot, seed)
+    rng = as_generator(seed)
+    W = bootstrap_weights(P, n_boot, rng)
+    grid = sorted(tens)
+    first = dict(zip(grid, first_order_floor(wv, C_p, varies, pooled, grid)))
     per_m = {}
-    for m, x in sorted(tens.items()):
-        _, Ch, const_g = moment_correlation(channel_moments(x), 0.0)  # Ch (P, K, R, R)
-        q = np.einsum("i,pkij,j->pk", wv, Ch, wv)
-        const = const_g & varies[:, None, :] & (wv != 0)
-        deg = const.any(axis=-1)  # (P, K)
-        fisher = fisher_floor(wv, C_p, varies, m)  # (P,)
+    for m in grid:
+        q, deg, const = group_quadratic(tens[m], wv, varies)  # (P, K)
         floor_p = q.mean(axis=1)
-        diag_def = (const * wv**2).sum(axis=-1).mean(axis=1)
-        def_deg_p = (deg * (fisher[:, None] - q)).mean(axis=1)
-        n_nondeg = (~deg).sum(axis=1)
-        q_nondeg = np.where(deg, 0.0, q).sum(axis=1)
-        deficit = float(fisher.mean() - floor_p.mean())
-        d_deg = float(def_deg_p.mean())
-        diff_ci = mean_ci(floor_p - fisher, W, ci)
+        fisher = fisher_floor(wv, C_p, varies, m)
+        sub = subsampled_floor(pooled, wv, varies, m, int(n_subsample), rng, fallback=pop)
+        target = sub["target"]
+        d_deg, d_nd = split_deficit(q, deg, target)
+        cis = mean_ci(np.column_stack([floor_p, floor_p - target, floor_p - first[m], floor_p - fisher,
+                                       d_deg, d_nd, floor_p - sub["expected"]]), W, ci)
+        agrees = _contains_zero(cis[1])
+        D_deg, D_nd = float(d_deg.mean()), float(d_nd.mean())
+        n_nd = int((~deg).sum())
         per_m[m] = {
-            "floor": float(floor_p.mean()), "floor_ci": mean_ci(floor_p, W, ci),
-            "fisher": float(fisher.mean()), "population": float(pop.mean()),
-            "diff": float((floor_p - fisher).mean()), "diff_ci": diff_ci,
-            "agrees": bool(diff_ci[0] <= 0.0 <= diff_ci[1]),
-            "frac_degenerate": float(deg.mean()),
-            "floor_nondegenerate": float(q_nondeg.sum() / n_nondeg.sum()) if n_nondeg.sum() else float("nan"),
-            "deficit": deficit, "deficit_degenerate": d_deg,
-            "share_degenerate": d_deg / deficit if deficit != 0 else float("nan"),
-            "diag_deficit": float(diag_def.mean()),
-            "floor_per_prompt": floor_p, "fisher_per_prompt": fisher,
-            "frac_degenerate_per_prompt": deg.mean(axis=1),
+            "floor": float(floor_p.mean()), "floor_ci": cis[0],
+            "target": float(target.mean()), "diff": float((floor_p - target).mean()), "diff_ci": cis[1],
+            "agrees": agrees, "verdict": _verdict(agrees, cis[4], cis[5]),
+            "first_order": float(first[m].mean()), "first_order_diff_ci": cis[2],
+            "agrees_first_order": _contains_zero(cis[2]),
+            "fisher": float(fisher.mean()), "fisher_diff_ci": cis[3], "agrees_fisher": _contains_zero(cis[3]),
+            "population": float(pop.mean()),
+            "expected": float(sub["expected"].mean()), "expected_diff_ci": cis[6],
+            "frac_degenerate": float(deg.mean()), "frac_degenerate_expected": float(sub["frac_degenerate"].mean()),
+            "floor_nondegenerate": float(np.where(deg, 0.0, q).sum() / n_nd) if n_nd else float("nan"),
+            "deficit": D_deg + D_nd, "deficit_degenerate": D_deg, "deficit_degenerate_ci": cis[4],
+            "deficit_nondegenerate": D_nd, "deficit_nondegenerate_ci": cis[5],
+            "share_degenerate": degenerate_share(D_deg, D_nd),
+            "diag_deficit": float((const * wv**2).sum(axis=-1).mean()),
+            "n_target_fallback": int(sub["fallback"].sum()),
+            "floor_per_prompt": floor_p, "target_per_prompt": target, "first_order_per_prompt": first[m],
+            "fisher_per_prompt": fisher, "frac_degenerate_per_prompt": deg.mean(axis=1),
         }
-    return FloorResult(w=wv, P=P, K=K, m_grid=sorted(per_m), C_source=source,
-                       population_wCw=float(pop.mean()), population_wCw_ci=mean_ci(pop, W, ci),
-                       per_m=per_m, ci=ci)
+    return FloorResult(w=wv, P=P, K=K, m_grid=grid, C_source=source, population_wCw=float(pop.mean()),
+                       population_wCw_ci=mean_ci(pop, W, ci), per_m=per_m, ci=ci, n_subsample=int(n_subsample))

@@ -3,7 +3,8 @@
 Each rollout draws ``z ~ N(0, L)`` with a latent correlation ``L``; channel
 ``l`` is Gaussian (``loc_l + scale_l * z_l``) or Bernoulli
 (``1[z_l > Phi^-1(1 - p_l)]``). ``L`` is solved pair by pair so that the *reward*
-correlation equals the target (a Gaussian copula).
+correlation equals the target (a Gaussian copula), by :mod:`mrgrpo.sim.copula`,
+the same solver the Monte-Carlo generators use.
 """
 from __future__ import annotations
 
@@ -15,55 +16,9 @@ from mrgrpo.corpus.run import group_generator
 from mrgrpo.corpus.types import Rollouts
 from mrgrpo.lm.prompts import as_prompt
 from mrgrpo.rewards.math import MATH_CHANNELS
+from mrgrpo.sim.copula import bernoulli_thresholds, check_correlation_matrix, copula_latent_correlation
 
 __all__ = ["MockBackend"]
-
-
-def _bvn_upper(t1: float, t2: float, rho: float) -> float:
-    """P(Z1 > t1, Z2 > t2) for a standard bivariate normal with correlation rho."""
-    from scipy import integrate, stats
-
-    if rho >= 1.0:
-        return float(stats.norm.sf(max(t1, t2)))
-    if rho <= -1.0:
-        return float(max(0.0, stats.norm.sf(t1) - stats.norm.cdf(-t2)))
-    s = np.sqrt(1.0 - rho * rho)
-    f = lambda x: stats.norm.pdf(x) * stats.norm.sf((t2 - rho * x) / s)  # noqa: E731
-    val, _ = integrate.quad(f, t1, np.inf, epsabs=1e-13, epsrel=1e-11, limit=200)
-    return float(val)
-
-
-def _reward_corr(rho: float, kind_a: str, p_a: float, kind_b: str, p_b: float) -> float:
-    """Correlation of two copula marginals given the latent normal correlation ``rho``."""
-    from scipy import stats
-
-    if kind_a == "gaussian" and kind_b == "gaussian":
-        return rho
-    if kind_a == "gaussian" or kind_b == "gaussian":
-        p = p_b if kind_a == "gaussian" else p_a
-        t = stats.norm.isf(p)
-        return rho * stats.norm.pdf(t) / np.sqrt(p * (1 - p))
-    ta, tb = stats.norm.isf(p_a), stats.norm.isf(p_b)
-    p11 = _bvn_upper(ta, tb, rho)
-    return (p11 - p_a * p_b) / np.sqrt(p_a * (1 - p_a) * p_b * (1 - p_b))
-
-
-def _solve_latent(target: float, kind_a: str, p_a: float, kind_b: str, p_b: float, pair) -> float:
-    from scipy import optimize
-
-    if target == 0.0 or (kind_a == "gaussian" and kind_b == "gaussian"):
-        return float(target)
-    lim = 1.0 - 1e-12
-    lo, hi = _reward_corr(-lim, kind_a, p_a, kind_b, p_b), _reward_corr(lim, kind_a, p_a, kind_b, p_b)
-    if not lo - 1e-9 <= target <= hi + 1e-9:
-        raise ValueError(
-            f"requested correlation {target:+.3f} between channels {pair} is not attainable with "
-            f"these marginals ({kind_a}{'' if kind_a == 'gaussian' else f' p={p_a}'}, "
-            f"{kind_b}{'' if kind_b == 'gaussian' else f' p={p_b}'}); attainable range "
-            f"[{lo:+.3f}, {hi:+.3f}]")
-    target = min(max(target, lo), hi)
-    return float(optimize.brentq(lambda r: _reward_corr(r, kind_a, p_a, kind_b, p_b) - target,
-                                 -lim, lim, xtol=1e-12))
 
 
 class MockBackend:
@@ -79,7 +34,8 @@ class MockBackend:
     Parameters
     ----------
     C : array_like, shape ``(R, R)``
-        Target correlation of the rewards (symmetric, unit diagonal).
+        Target correlation of the rewards (symmetric, unit diagonal, positive
+        semi-definite, each pair attainable with its marginals).
     p : float or sequence of (float or None), optional
         Bernoulli success probabilities; a channel with a ``p`` is Bernoulli
         unless ``kinds`` says otherwise.
@@ -94,22 +50,12 @@ class MockBackend:
 
     def __init__(self, C, p=None, kinds: Optional[Sequence[str]] = None, loc=0.0, scale=1.0,
                  seed: int = 0, reward_names: Optional[Sequence[str]] = None, name: str = "mock"):
-        Cm = np.asarray(C, dtype=float)
-        if Cm.ndim != 2 or Cm.shape[0] != Cm.shape[1] or Cm.shape[0] < 1:
-            raise ValueError(f"C must be a square (R, R) matrix, got shape {Cm.shape}")
-        if not np.isfinite(Cm).all():
-            raise ValueError("C must be finite")
-        if not np.allclose(Cm, Cm.T, atol=1e-12):
-            raise ValueError("C must be symmetric")
-        if not np.allclose(np.diag(Cm), 1.0):
-            raise ValueError(f"C must have a unit diagonal, got {np.diag(Cm).tolist()}")
-        if np.abs(Cm).max() > 1 + 1e-12:
-            raise ValueError("C entries must lie in [-1, 1]")
-        if np.linalg.eigvalsh(Cm).min() < -1e-9:
-            raise ValueError(f"C must be positive semi-definite (min eigenvalue {np.linalg.eigvalsh(Cm).min():.3g})")
+        Cm = check_correlation_matrix(C, "C")
         R = Cm.shape[0]
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        if isinstance(p, (str, bytes)):
+            raise ValueError(f"p must be a float or a sequence of (float or None), got {p!r}")
         if p is None:
             p_list = [None] * R
         elif np.ndim(p) == 0:
@@ -143,22 +89,13 @@ class MockBackend:
         self.reward_names = tuple(str(n) for n in reward_names)
         if len(self.reward_names) != R or len(set(self.reward_names)) != R:
             raise ValueError(f"reward_names must be {R} distinct names, got {self.reward_names}")
-        latent = np.eye(R)
-        for a in range(R):
-            for b in range(a + 1, R):
-                latent[a, b] = latent[b, a] = _solve_latent(
-                    Cm[a, b], kinds[a], p_list[a], kinds[b], p_list[b], (a, b))
+        # channel marginals for the copula: a probability for Bernoulli, None for Gaussian
+        marginals = [v if k == "bernoulli" else None for k, v in zip(kinds, p_list)]
+        latent = copula_latent_correlation(marginals, Cm, names=self.reward_names, name="C")
         lam, vec = np.linalg.eigh(latent)
-        if lam.min() < -1e-9:
-            raise ValueError(
-                "the latent normal correlation needed for this C and these marginals is not "
-                f"positive semi-definite (min eigenvalue {lam.min():.3g}); weaken the correlations")
         self.latent_C = latent
         self._factor = vec * np.sqrt(np.clip(lam, 0.0, None))  # z = e @ factor.T
-        from scipy import stats
-
-        self._thresholds = np.array([stats.norm.isf(v) if k == "bernoulli" else 0.0
-                                     for k, v in zip(kinds, p_list)])
+        self._thresholds = bernoulli_thresholds(marginals)
         self._bern = np.array([k == "bernoulli" for k in kinds])
 
     @property
