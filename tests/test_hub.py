@@ -1,4 +1,5 @@
-"""Hub publishing: dry-run folders, card content, and the upload calls (no network)."""
+"""Hub publishing: dry-run folders, card content, the upload calls (no network), and
+what never leaves: anything off the allow-list, tokens, half-written dry runs."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,9 @@ import pytest
 import yaml
 
 from mrgrpo.corpus import save_npz, save_parquet
-from mrgrpo.ops import hub
 from mrgrpo.cli import main
+from mrgrpo.ops import hub
+from mrgrpo.train.checkpoint import checkpoint_root
 
 REPO_ID = "someone/mrgrpo-na-test"
 CHANNELS = ("correctness", "length", "format")
@@ -39,7 +41,7 @@ def run_dir(tmp_path):
         {"base_model_name_or_path": "Qwen/Qwen2.5-1.5B-Instruct", "peft_type": "LORA", "r": 16}))
     (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 64)
     (adapter / "tokenizer_config.json").write_text("{}")
-    ck = run / "checkpoints" / "checkpoint-000040"
+    ck = checkpoint_root(run) / "checkpoint-000040"
     ck.mkdir(parents=True)
     (ck / "optimizer.pt").write_bytes(b"opt")
     cfg = {"model": "Qwen/Qwen2.5-1.5B-Instruct", "mode": "na", "weights": [1.0, 1.0, 0.5],
@@ -61,6 +63,7 @@ def test_adapter_dry_run_writes_exactly_the_upload(run_dir, tmp_path):
     out = tmp_path / "out"
     res = hub.push_adapter(run_dir, REPO_ID, dry_run=out)
     assert not res.uploaded
+    assert res.left_out == ["checkpoints/"]
     on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert res.files == on_disk == sorted([
         "README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json",
@@ -86,8 +89,8 @@ def test_model_card_front_matter_and_tables(run_dir, tmp_path):
     assert "![training curve](training_curve.png)" in body
     # last-30-step summary equals pandas on the same rows
     m = pd.read_csv(run_dir / "metrics.csv").tail(30)
-    want = f"| correctness | {hub._fmt(float(m['reward/correctness'].mean()))} | " \
-           f"{hub._fmt(float(m['reward/correctness'].std(ddof=1)))} |"
+    want = f"| correctness | {hub.card_cell(float(m['reward/correctness'].mean()))} | " \
+           f"{hub.card_cell(float(m['reward/correctness'].std(ddof=1)))} |"
     assert want in body
     assert f'PeftModel.from_pretrained(model, "{REPO_ID}")' in body
     assert f'AutoTokenizer.from_pretrained("{REPO_ID}")' in body     # tokenizer files shipped
@@ -118,7 +121,7 @@ def test_local_base_model_path_is_not_a_hub_id(run_dir, tmp_path):
 def test_config_falls_back_to_checkpoint_state(run_dir, tmp_path):
     cfg = json.loads((run_dir / "config.json").read_text())
     (run_dir / "config.json").unlink()
-    ck = run_dir / "checkpoints"
+    ck = checkpoint_root(run_dir)
     (ck / "checkpoint-000040" / "state.json").write_text(json.dumps({"step": 40, "config": cfg}))
     (ck / "latest").write_text("checkpoint-000040")
     res = hub.push_adapter(run_dir, REPO_ID, dry_run=tmp_path / "out")
@@ -137,6 +140,10 @@ def test_adapter_errors_are_clear(run_dir, tmp_path):
     (run_dir / "adapter" / "adapter_model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="no adapter"):
         hub.push_adapter(run_dir, REPO_ID, dry_run=tmp_path / "o3")
+    (run_dir / "adapter" / "adapter_model.bin").write_bytes(b"a pickle")
+    with pytest.raises(FileNotFoundError, match="adapter_model.bin is a pickle"):
+        hub.push_adapter(run_dir, REPO_ID, dry_run=tmp_path / "o4")
+    assert not any((tmp_path / n).exists() for n in ("o2", "o3", "o4"))
 
 
 class FakeApi:
@@ -270,3 +277,92 @@ def test_released_sample_passes_the_schema_check(tmp_path):
     body = (tmp_path / "out" / "README.md").read_text()
     assert f"| rows (rollouts) | {len(pd.read_parquet(sample))} |" in body
     assert "| completion | " in body
+
+
+# ----------------------------------------------------------------------------- what never leaves
+@pytest.fixture
+def flat_run(tmp_path):
+    """A run folder without adapter/: the adapter files sit beside everything else."""
+    run = tmp_path / "flat"
+    run.mkdir()
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "Qwen/Qwen2.5-1.5B-Instruct"}))
+    (run / "adapter_model.safetensors").write_bytes(b"\0" * 8)
+    (run / "tokenizer.json").write_text("{}")
+    (run / "config.json").write_text(json.dumps({"model": "Qwen/Qwen2.5-1.5B-Instruct", "mode": "na"}))
+    (run / "metrics.json").write_text(json.dumps([{"step": 1, "reward/a": 0.5}, {"step": 2, "reward/a": 0.7}]))
+    (run / ".env").write_text("HF_TOKEN=hf_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\n")
+    (run / ".env.local").write_text("RUNPOD_API_KEY=x\n")
+    (run / "notes.txt").write_text("todo\n")
+    (run / "adapter_model.bin").write_bytes(b"a pickle")
+    (run / "wandb").mkdir()
+    (run / "wandb" / "settings").write_text("api_key=x\n")
+    return run
+
+
+def test_only_the_allow_list_is_uploaded_and_the_rest_is_listed(flat_run, tmp_path):
+    res = hub.push_adapter(flat_run, REPO_ID, dry_run=tmp_path / "out")
+    assert res.files == ["README.md", "adapter_config.json", "adapter_model.safetensors",
+                         "tokenizer.json", "training/config.json", "training/metrics.json",
+                         "training_curve.png"]
+    assert res.left_out == [".env", ".env.local", "adapter_model.bin", "notes.txt", "wandb/"]
+    on_disk = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert on_disk == res.files
+
+
+def test_cli_lists_what_was_left_out(flat_run, tmp_path, capsys):
+    assert main(["hub", "push-adapter", str(flat_run), "--repo", REPO_ID, "--dry-run", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "left out (not uploaded): .env, .env.local, adapter_model.bin, notes.txt, wandb/" in out
+
+
+def _entries(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_failed_dry_run_leaves_no_partial_output(flat_run, tmp_path, monkeypatch):
+    def card_fails(*args, **kwargs):                            # after the files are copied
+        raise RuntimeError("the card could not be written")
+
+    monkeypatch.setattr("mrgrpo.ops.hub.stage.model_card", card_fails)
+    before = _entries(tmp_path)
+    with pytest.raises(RuntimeError, match="card could not"):
+        hub.push_adapter(flat_run, REPO_ID, dry_run=tmp_path / "out")
+    assert _entries(tmp_path) == before                         # no out/, no hidden staging folder
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeError, match="card could not"):
+        hub.push_adapter(flat_run, REPO_ID, dry_run=tmp_path / "empty")
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["metrics", "config"])
+def test_a_token_in_an_uploaded_file_refuses_the_upload(run_dir, tmp_path, monkeypatch, where):
+    token = "hf_" + "Q" * 34
+    if where == "metrics":
+        (run_dir / "eval.csv").write_text(f"step,note\n40,{token}\n")
+    else:
+        monkeypatch.setenv("HF_TOKEN", "my-very-own-token-value")
+        cfg = json.loads((run_dir / "config.json").read_text())
+        (run_dir / "config.json").write_text(json.dumps({**cfg, "note": "my-very-own-token-value"}))
+    with pytest.raises(ValueError, match="refusing to upload: .*looks like a token"):
+        hub.push_adapter(run_dir, REPO_ID, dry_run=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    api = FakeApi()
+    with pytest.raises(ValueError, match="refusing to upload"):
+        hub.push_adapter(run_dir, REPO_ID, api=api)
+    assert api.calls == []                                      # nothing reached the Hub
+
+
+def test_corpus_folder_uploads_only_the_parquet_and_npz(corpus_files, tmp_path):
+    (corpus_files.parent / ".env").write_text("HF_TOKEN=x\n")
+    (corpus_files.parent / "notes.md").write_text("x\n")
+    res = hub.push_corpus(corpus_files.parent, "someone/rollouts", dry_run=tmp_path / "out")
+    assert res.files == ["README.md", "data/train.parquet", "rollouts.npz"]
+    assert res.left_out == [".env", "notes.md"]
+
+
+def test_a_table_that_is_not_numeric_is_a_clear_error(flat_run, tmp_path, capsys):
+    (flat_run / "metrics.json").write_text(json.dumps([{"step": 1, "reward/a": "n/a"}]))
+    assert main(["hub", "push-adapter", str(flat_run), "--repo", REPO_ID, "--dry-run", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.json: column 'reward/a' holds values that are not numbers" in err and "Traceback" not in err
+    assert not (tmp_path / "a").exists()

@@ -64,10 +64,10 @@ def small(tiny_path, **kw) -> GRPOConfig:
     (dict(adv_ddof=2), "adv_ddof"),
 ])
 def test_invalid_config_fails_before_any_model_loads(bad, match):
-    # the model path does not exist: reaching a model load would raise something else
-    cfg = GRPOConfig(model="/nonexistent/model", **bad)
+    # GRPOConfig checks itself when built (tests/test_config.py), so a bad value never reaches a
+    # trainer; the model path does not exist: reaching a model load would raise something else
     with pytest.raises(ValueError, match=match):
-        GRPOTrainer(cfg, three_channel, PROMPTS)
+        GRPOTrainer(GRPOConfig(model="/nonexistent/model", **bad), three_channel, PROMPTS)
 
 
 def test_weights_must_match_reward_channels_before_loading():

@@ -4,19 +4,29 @@ Every subcommand lives in its own module under :mod:`mrgrpo.cli` and
 exposes ``register(subparsers)``, which adds its parser and sets
 ``func=handler`` (``handler(args) -> int``); :data:`COMMANDS` lists them.
 Command modules import only the standard library at import time; heavy imports
-(torch, transformers, the analysis code) go inside the handlers.
+(torch, transformers, the analysis code) go inside the handlers, and a parser
+whose flags are generated from a heavy module adds them on first use
+(:meth:`~mrgrpo.cli.config_args.CommandParser.defer`).
+
+Errors. A ``ValueError`` or ``OSError`` from a handler is bad input or a missing
+file: :func:`main` prints it as one line, ``mrgrpo COMMAND: error: ...``, and
+returns 2. Ctrl-C returns 130. Anything else is a bug: its traceback is shown,
+followed by one line saying so.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import traceback
 from typing import Sequence
 
 from mrgrpo import __version__
 
+from .config_args import CommandParser
+
 #: The subcommand modules of this package, in the order ``--help`` lists them.
-COMMANDS = ("thm3", "analyze", "train", "tiny", "book", "cloud", "hub")
+COMMANDS = ("thm3", "analyze", "corpus", "train", "tiny", "book", "cloud", "hub")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multi-reward GRPO: estimators, Theorem-3 checks, training and the book.",
     )
     parser.add_argument("--version", action="version", version=f"mrgrpo {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
@@ -39,9 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"mrgrpo {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"mrgrpo {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: keep the traceback, say so in the last line
+        traceback.print_exc()
+        print(f"mrgrpo {args.command}: unexpected {type(exc).__name__} (a bug in mrgrpo or a library it "
+              "uses); the traceback above shows where", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

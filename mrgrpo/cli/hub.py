@@ -3,7 +3,10 @@
     mrgrpo hub push-adapter runs/na_seed0 --repo you/mrgrpo-na-qwen2.5-1.5b --dry-run /tmp/out
     mrgrpo hub push-corpus corpus.parquet --repo you/mrgrpo-rollouts
 
-``--dry-run OUT`` writes exactly the files that would be uploaded into OUT and
+Only an allow-list is uploaded (adapter weights and config, tokenizer files, the
+run's config, metrics and eval tables, a curve, the card); everything else is
+listed as left out, and a file holding a token refuses the upload. ``--dry-run OUT``
+writes exactly the files that would be uploaded into OUT (all or nothing) and
 uploads nothing. A real push needs a token (HF_TOKEN, .env or `hf auth login`)
 and HF_HUB_OFFLINE unset.
 """
@@ -14,6 +17,7 @@ import sys
 
 
 def register(subparsers) -> None:
+    """Add ``hub push-adapter`` and ``hub push-corpus`` to the ``mrgrpo`` parser."""
     hub = subparsers.add_parser("hub", help="push adapters and rollout corpora to the Hugging Face Hub",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,28 +53,35 @@ def _report(res) -> int:
               f"{res.folder} (nothing uploaded)")
     for f in res.files:
         print(f"  {f}")
+    if res.left_out:
+        print(f"left out (not uploaded): {', '.join(res.left_out)}")
     return 0
 
 
+def _run(name: str, push) -> int:
+    try:
+        return _report(push())
+    except (ValueError, FileNotFoundError) as exc:      # bad input: nothing was written
+        print(f"mrgrpo hub {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except (RuntimeError, OSError) as exc:               # offline, network, disk
+        print(f"mrgrpo hub {name}: error: {exc}", file=sys.stderr)
+        return 1
+
+
 def handle_adapter(args: argparse.Namespace) -> int:
+    """``hub push-adapter``: upload (or dry-run) a run folder's adapter."""
     from mrgrpo.ops import hub
 
-    try:
-        res = hub.push_adapter(args.run_dir, args.repo, dry_run=args.dry_run, private=args.private,
-                               base_model=args.base_model, license=args.license)
-    except RuntimeError as exc:
-        print(f"mrgrpo hub push-adapter: error: {exc}", file=sys.stderr)
-        return 1
-    return _report(res)
+    return _run("push-adapter", lambda: hub.push_adapter(
+        args.run_dir, args.repo, dry_run=args.dry_run, private=args.private,
+        base_model=args.base_model, license=args.license))
 
 
 def handle_corpus(args: argparse.Namespace) -> int:
+    """``hub push-corpus``: upload (or dry-run) a rollout corpus."""
     from mrgrpo.ops import hub
 
-    try:
-        res = hub.push_corpus(args.path, args.repo, npz=args.npz, dry_run=args.dry_run,
-                              private=args.private, license=args.license)
-    except RuntimeError as exc:
-        print(f"mrgrpo hub push-corpus: error: {exc}", file=sys.stderr)
-        return 1
-    return _report(res)
+    return _run("push-corpus", lambda: hub.push_corpus(
+        args.path, args.repo, npz=args.npz, dry_run=args.dry_run, private=args.private,
+        license=args.license))

@@ -41,7 +41,7 @@ __all__ = ["PARQUET_META_KEY", "PARQUET_FIXED_COLUMNS", "to_frame", "save_parque
 
 PARQUET_FIXED_COLUMNS = ("model", "prompt_idx", "seed_idx", "rollout_idx", "group_size_m_max",
                          "raw_length", "question", "gold_answer", "gold_reasoning", "completion",
-                         "seed", "group_size_m")
+                         "seed", "group_size_m", "n_tokens", "ended")
 #: The one key under which a corpus's own fields live in the Parquet schema metadata.
 PARQUET_META_KEY = b"mrgrpo.corpus"
 
@@ -89,6 +89,10 @@ def to_frame(corpus: Corpus):
     if any(g.completions is not None for g in groups):
         data["completion"] = np.array(
             [c for g in groups for c in (g.completions or [""] * g.m)], dtype=object)
+    if all(g.n_tokens is not None for g in groups):
+        data["n_tokens"] = np.concatenate([g.n_tokens for g in groups]).astype(np.int64)
+    if all(g.ended is not None for g in groups):
+        data["ended"] = np.concatenate([g.ended for g in groups]).astype(bool)
     data["seed"] = rep([g.seed for g in groups]).astype(np.int64)
     if not corpus.subsample_from_max:
         data["group_size_m"] = sizes.repeat(sizes).astype(np.int64)
@@ -254,6 +258,8 @@ def corpus_from_frame(df, meta: dict, reward_names, m_grid, source: str) -> Corp
     raw = df["raw_length"].to_numpy(dtype=float) if "raw_length" in df.columns else None
     comp = df["completion"].astype(str).tolist() if "completion" in df.columns else None
     seeds = df["seed"].to_numpy(dtype=np.int64) if "seed" in df.columns else None
+    ntok = df["n_tokens"].to_numpy(dtype=np.int64) if "n_tokens" in df.columns else None
+    ended = df["ended"].to_numpy(dtype=bool) if "ended" in df.columns else None
     pidx = df["prompt_idx"].to_numpy(dtype=np.int64)
     kidx = df["seed_idx"].to_numpy(dtype=np.int64)
     jidx = df["rollout_idx"].to_numpy(dtype=np.int64)
@@ -280,7 +286,8 @@ def corpus_from_frame(df, meta: dict, reward_names, m_grid, source: str) -> Corp
         rollouts.append(Rollouts(
             prompt_idx=p, seed_idx=int(kidx[s]), prompt=qcol[s] if qcol else "", gold=gcol[s] if gcol else "",
             seed=int(seeds[s]) if seeds is not None else int(kidx[s]), m=m, rewards=rewards_all[s:e],
-            raw_length=rl, completions=comp[s:e] if comp is not None else None))
+            raw_length=rl, completions=comp[s:e] if comp is not None else None,
+            n_tokens=ntok[s:e] if ntok is not None else None, ended=ended[s:e] if ended is not None else None))
     m_stored = sorted({r.m for r in rollouts})
     sub = bool(meta.get("subsample_from_max", "group_size_m" not in df.columns))
     grid = list(m_grid) if m_grid is not None else list(meta.get("m_grid", m_stored))

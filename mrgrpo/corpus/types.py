@@ -43,6 +43,9 @@ class Rollouts:
         The ``m`` completions' sampled token ids, each one's EOS included when it ended on one.
     ended : numpy.ndarray of bool, shape ``(m,)``, optional
         Whether each completion stopped on EOS (else it reached the token budget).
+    n_tokens : numpy.ndarray of int, shape ``(m,)``, optional
+        Tokens drawn per completion, EOS included (from ``tokens`` when they are given;
+        stored corpora keep the counts, not the ids).
     prompt_ids : list of int, optional
         The prompt's token ids as the model saw them.
     """
@@ -59,6 +62,7 @@ class Rollouts:
     tokens: Optional[list] = None
     ended: Optional[np.ndarray] = None
     prompt_ids: Optional[list] = None
+    n_tokens: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         for name in ("prompt_idx", "seed_idx", "seed", "m"):
@@ -91,6 +95,13 @@ class Rollouts:
             if len(self.tokens) != self.m:
                 raise ValueError(f"Rollouts.tokens must hold m = {self.m} token-id lists")
             self.tokens = [[int(x) for x in row] for row in self.tokens]
+        if self.n_tokens is None and self.tokens is not None:
+            self.n_tokens = np.array([len(row) for row in self.tokens], dtype=np.int64)
+        if self.n_tokens is not None:
+            n = np.asarray(self.n_tokens, dtype=np.int64)
+            if n.shape != (self.m,) or (n < 0).any():
+                raise ValueError(f"Rollouts.n_tokens must be {self.m} non-negative counts, got {self.n_tokens!r}")
+            self.n_tokens = n
         if self.ended is not None:
             e = np.asarray(self.ended, dtype=bool)
             if e.shape != (self.m,):
@@ -110,7 +121,8 @@ class Rollouts:
             raw_length=None if self.raw_length is None else self.raw_length[:m],
             completions=None if self.completions is None else self.completions[:m],
             tokens=None if self.tokens is None else self.tokens[:m],
-            ended=None if self.ended is None else self.ended[:m])
+            ended=None if self.ended is None else self.ended[:m],
+            n_tokens=None if self.n_tokens is None else self.n_tokens[:m])
 
 
 @dataclass

@@ -8,16 +8,18 @@ set-up (a pad token, left padding) and the same end-of-sequence rule
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 from urllib.parse import urlparse
 
 from mrgrpo.lm.models import MODEL_IDS, SMOLLM2, TINY_MATH, TINY_MATH_DIR
 
-__all__ = ["ModelSource", "resolve_model", "load_model", "load_tokenizer", "eos_token_ids", "hub_unreachable"]
+__all__ = ["ModelSource", "resolve_model", "load_model", "load_tokenizer", "eos_token_ids", "hub_unreachable",
+           "check_device", "loading_bars"]
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 _TINY_HINT = ("the shipped tiny policy is package data (mrgrpo/assets/tiny-math); reinstall mrgrpo, or rebuild it "
@@ -118,8 +120,51 @@ def load_tokenizer(model: str | os.PathLike) -> Any:
     return tok
 
 
+def check_device(device: str) -> None:
+    """A clear ``ValueError`` for a device this machine's torch cannot use (before any model loads)."""
+    import torch
+
+    if device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device ({str(exc).splitlines()[0]})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device {device}: {why} (torch {torch.__version__}); use device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device}: MPS is not available here; use device cpu or auto")
+
+
+@contextlib.contextmanager
+def loading_bars(enabled: bool) -> Iterator[None]:
+    """With ``enabled=False``, silence the progress bars of transformers, the hub and datasets meanwhile."""
+    if enabled:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    old_env = os.environ.get("HF_DATASETS_DISABLE_PROGRESS_BARS")
+    hf_logging.disable_progress_bar()
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+        if old_env is None:
+            os.environ.pop("HF_DATASETS_DISABLE_PROGRESS_BARS", None)
+        else:
+            os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = old_env
+
+
 def load_model(model: str | os.PathLike, *, device: str = "cpu", dtype: Any = None,
-               adapter: str | os.PathLike | None = None) -> tuple[Any, Any]:
+               adapter: str | os.PathLike | None = None, progress: bool = True) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer.
 
     Parameters
@@ -132,6 +177,8 @@ def load_model(model: str | os.PathLike, *, device: str = "cpu", dtype: Any = No
         Default: the checkpoint's own.
     adapter : path or hub id, optional
         A peft LoRA adapter to load on top.
+    progress : bool
+        Show transformers' loading bars.
 
     Returns
     -------
@@ -141,12 +188,14 @@ def load_model(model: str | os.PathLike, *, device: str = "cpu", dtype: Any = No
     import torch
     from transformers import AutoModelForCausalLM
 
+    check_device(str(device))
     name = os.fspath(model)
     source = resolve_model(model)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    tok = load_tokenizer(model)
-    lm = _from_pretrained(AutoModelForCausalLM, source, name, dtype=dtype)
+    with loading_bars(progress):
+        tok = load_tokenizer(model)
+        lm = _from_pretrained(AutoModelForCausalLM, source, name, dtype=dtype)
     if adapter is not None:
         adapter_name = os.fspath(adapter)
         if not Path(adapter_name).expanduser().exists() and not _is_hub_id(adapter_name):

@@ -13,13 +13,15 @@ through :func:`task_setup`, so the three agree on prompts, splits and reward sca
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from mrgrpo.core.fields import check_fields, knob, to_json_value
 from mrgrpo.tasks.mini_math import MINI_MATH_L0, MINI_MATH_MAX_NEW_TOKENS
 
-__all__ = ["TASKS", "TaskSetup", "task_reward", "task_setup", "task_max_new_tokens"]
+__all__ = ["TASKS", "TaskSetup", "TaskSettings", "task_reward", "task_setup", "task_max_new_tokens"]
 
 #: The task names :func:`task_setup` accepts.
 TASKS = ("mini-math", "fintech", "gsm8k")
@@ -50,6 +52,37 @@ class TaskSetup:
     @property
     def channel_names(self) -> tuple[str, ...]:
         return tuple(self.reward_fn.channel_names)
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """What a training run trains on: the task and its prompts, checked when built.
+
+    ``mrgrpo train`` generates its task flags from these fields, and the trainer
+    records them in its checkpoints (``GRPOTrainer(run_info=settings.to_dict())``),
+    so a resumed run cannot switch task or prompts unnoticed.
+    """
+
+    task: str = knob("mini-math", "reward and prompts: mini-math (the tiny policy's arithmetic), fintech, "
+                     "gsm8k", choices=TASKS, section="task")
+    n_train: int = knob(400, "training prompts", low=1)
+    n_eval: int = knob(64, "held-out evaluation prompts (0: none)", low=0)
+    L0: Optional[float] = knob(None, "length target of the math tasks in tokens (none: 32 on mini-math, "
+                               "200 on gsm8k)", low=0, low_open=True)
+    gsm8k_path: Optional[str] = knob(None, "a local GSM8K .jsonl or .parquet (offline use)", path=True,
+                                     nonempty=True, metavar="FILE")
+
+    def __post_init__(self) -> None:
+        check_fields(self, "TaskSettings")
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict of every field."""
+        return {f.name: to_json_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def setup(self, tokenizer: Any = None, seed: int = 0, use_chat_template: bool | str = True) -> "TaskSetup":
+        """:func:`task_setup` with these settings."""
+        return task_setup(self.task, tokenizer, self.n_train, self.n_eval, seed, L0=self.L0,
+                          gsm8k_path=self.gsm8k_path, use_chat_template=use_chat_template)
 
 
 def _check_task(task: str) -> str:

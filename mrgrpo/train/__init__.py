@@ -1,11 +1,38 @@
 """Multi-reward GRPO training: :class:`GRPOConfig` and :class:`GRPOTrainer`.
 
-``config`` (the dataclass), ``trainer`` (the loop), ``masks`` (which tokens count), ``losses`` (surrogate, k3 KL),
-``checkpoint`` (atomic save / resume), ``metrics`` (what is logged).
-"""
-from .config import GRPOConfig
-from .trainer import GRPOTrainer
-from .experiment import MODE_LABELS, Comparison, compare_estimators, evaluate_adapters, held_out_summary
+``config`` (the dataclass; standard library only), ``trainer`` (the loop), ``masks``
+(which tokens count), ``losses`` (surrogate, k3 KL), ``checkpoint`` and ``rng_state``
+(atomic, weights-only save / resume), ``run_guard`` (a run folder is never overwritten
+or mixed), ``metrics`` (what is logged), ``experiment`` (the Tier-3 estimator comparison).
 
-__all__ = ["GRPOConfig", "GRPOTrainer", "MODE_LABELS", "Comparison", "compare_estimators",
-           "held_out_summary", "evaluate_adapters"]
+Names load on first use, so ``import mrgrpo.train.config`` does not import torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "GRPOConfig": "mrgrpo.train.config",
+    "GRPOTrainer": "mrgrpo.train.trainer",
+    "MODE_LABELS": "mrgrpo.train.experiment",
+    "Comparison": "mrgrpo.train.experiment",
+    "compare_estimators": "mrgrpo.train.experiment",
+    "held_out_summary": "mrgrpo.train.experiment",
+    "evaluate_adapters": "mrgrpo.train.experiment",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mrgrpo.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,34 +1,53 @@
-"""``GRPOConfig``: every knob of :class:`~mrgrpo.train.GRPOTrainer` in one dataclass.
+"""``GRPOConfig``: every knob of :class:`~mrgrpo.train.GRPOTrainer` in one frozen dataclass.
 
 The defaults train the shipped tiny policy (model id ``"tiny-math"``) on a CPU in
-seconds; :meth:`GRPOConfig.paper` gives the paper's setup (Qwen2.5-1.5B-Instruct,
-LoRA r = 16, 500 steps, 4 prompts x m = 8 rollouts, lr 5e-6, KL 0.05).
+seconds. Presets (:data:`PRESETS`) are named sets of overrides:
+:meth:`GRPOConfig.tiny` (a recipe on which the tiny policy measurably learns) and
+:meth:`GRPOConfig.paper` (Qwen2.5-1.5B-Instruct, LoRA r = 16, 500 steps, 4 prompts
+x m = 8 rollouts, lr 5e-6, KL 0.05).
 
-:meth:`GRPOConfig.validate` checks everything that can be checked without a
-model, so a bad config fails before any weights load.
+A config is checked when it is built (``__post_init__``): a wrong type, a value out
+of range or an inconsistent pair of fields raises a ``ValueError`` naming the
+field, so an invalid ``GRPOConfig`` cannot exist. It is frozen; change it with
+:meth:`~GRPOConfig.replace`, which checks again. :meth:`~GRPOConfig.validate`
+adds the one check that needs the reward function (its channel count).
+
+Each field is declared with :func:`mrgrpo.core.fields.knob` (default, help line,
+constraints); the ``mrgrpo train`` flags are generated from the same
+declarations. Adding a field is one ``knob(...)`` line.
+
+:func:`resume_conflicts` decides whether a checkpointed run may continue under a
+config: every field must match except :data:`RESUME_MAY_CHANGE`.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
+import difflib
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from types import MappingProxyType
+from typing import Any, Mapping, Optional, Union
 
+from mrgrpo.core.conventions import CONDITIONING, EPS, MODES
+from mrgrpo.core.fields import check_fields, knob, to_json_value
 from mrgrpo.lm.models import DEFAULT_MODEL
 
-MODES = ("na", "an", "single")
-CONDITIONING = ("none", "zero_fill", "subgroup")
+__all__ = ["GRPOConfig", "PRESETS", "RESUME_MAY_CHANGE", "resume_conflicts", "MODES", "CONDITIONING",
+           "LOSS_AGGREGATIONS", "LR_SCHEDULES", "DTYPES"]
+
 LOSS_AGGREGATIONS = ("token", "sequence")
 LR_SCHEDULES = ("constant", "linear")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
-@dataclass
+
+@dataclass(frozen=True)
 class GRPOConfig:
     """Hyperparameters of a multi-reward GRPO run.
 
     Groups of fields: *what to train* (model, LoRA), *the advantage* (mode,
     weights, conditioning), *the GRPO update* (m, temperature, clip, KL, lr, ...),
-    *bookkeeping* (seed, output folder, checkpoints, evaluation).
+    *prompts*, *bookkeeping* (seed, output folder, checkpoints, evaluation).
+    Each field's help line is in its ``knob(...)`` declaration (``mrgrpo train
+    --help`` prints them all, with every preset's value).
 
     Loss aggregation
     ----------------
@@ -37,76 +56,133 @@ class GRPOConfig:
     number of those tokens, so long completions weigh more per sequence.
     ``"sequence"`` (the original GRPO paper): mean over each completion's tokens,
     then mean over completions. Both are exact under gradient accumulation.
+
+    TRL's ``normalize_then_sum`` exactly: ``mode="na", adv_ddof=1,
+    adv_eps=1e-4, batch_rescale=True``.
     """
 
     # --- what to train -----------------------------------------------------
-    model: str = DEFAULT_MODEL  # a model id (tiny-math, smollm2-135m-instruct), a folder or a hub id
-    use_lora: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
-    dtype: str = "auto"  # GPU only: "auto" = bfloat16 autocast (LoRA: bf16 base weights); CPU is always float32
+    model: str = knob(DEFAULT_MODEL, "a model id (tiny-math, smollm2-135m-instruct), a local Hugging Face "
+                      "folder or a hub id", nonempty=True, path=True, section="what to train",
+                      metavar="MODEL")
+    use_lora: bool = knob(True, "train LoRA adapters; off: full fine-tuning of every weight")
+    lora_r: int = knob(16, "LoRA rank", low=1)
+    lora_alpha: int = knob(32, "LoRA alpha (the update is scaled by alpha / r)", low=0, low_open=True)
+    lora_dropout: float = knob(0.0, "dropout on the LoRA input", low=0, high=1, high_open=True)
+    lora_target_modules: tuple[str, ...] = knob(
+        ("q_proj", "k_proj", "v_proj", "o_proj"), "module names (or name suffixes) that get LoRA adapters",
+        metavar="NAME,...")
+    device: str = knob("auto", "auto (cuda when available, else cpu), cpu, cuda, cuda:1, ...", nonempty=True,
+                       metavar="DEVICE")
+    dtype: str = knob("auto", "GPU precision: auto = bfloat16 autocast (LoRA: bf16 base weights); "
+                      "the CPU always computes in float32", choices=DTYPES)
 
     # --- the advantage -----------------------------------------------------
-    mode: str = "na"
-    weights: tuple[float, ...] = (1.0, 1.0, 0.5)
-    adv_eps: float = 1e-8
-    adv_ddof: int = 0  # within-group std: 0 (the paper) or 1 (TRL)
-    batch_rescale: bool = False  # TRL normalize_then_sum: NA + one batch-wide rescale
-    # (TRL's normalize_then_sum exactly: mode="na", adv_ddof=1, adv_eps=1e-4, batch_rescale=True)
-    conditioning: str = "none"  # "none" | "zero_fill" | "subgroup"
-    gate_idx: int = 0
-    cond_idx: Union[int, tuple[int, ...]] = 1
-    cond_threshold: Optional[float] = None
+    mode: str = knob("na", "na: normalize each channel, then aggregate (MO-GRPO/GDPO); an: aggregate, then "
+                     "normalize (classic GRPO); single: channel 0 alone", choices=MODES, section="the advantage")
+    weights: tuple[float, ...] = knob((1.0, 1.0, 0.5), "channel weights w, one per reward channel",
+                                      nonempty=True, metavar="W,...")
+    adv_eps: float = knob(EPS, "delta added to each within-group standard deviation", low=0)
+    adv_ddof: int = knob(0, "within-group std: ddof 0 (the paper) or 1 (TRL)", choices=(0, 1))
+    batch_rescale: bool = knob(False, "rescale the summed advantages by their batch-wide std (TRL's "
+                               "normalize_then_sum: with mode na, adv_ddof 1, adv_eps 1e-4)")
+    conditioning: str = knob("none", "gate the cond_idx channel(s) on channel gate_idx: zero_fill or subgroup",
+                             choices=CONDITIONING)
+    gate_idx: int = knob(0, "the gate channel of conditioning")
+    cond_idx: Union[int, tuple[int, ...]] = knob(1, "the conditioned channel(s), e.g. 1 or 1,2",
+                                                 nonempty=True, metavar="C[,C...]")
+    cond_threshold: Optional[float] = knob(None, "the gate passes when its reward is >= this "
+                                           "(none: when it equals 1, the paper's binary gate)")
 
     # --- the GRPO update ---------------------------------------------------
-    n_steps: int = 200
-    batch_prompts: int = 4  # prompts per step (P)
-    m: int = 8  # completions per prompt (group size)
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    clip_eps: float = 0.2
-    num_iterations: int = 1  # optimizer steps per sampled batch (old log-probs kept)
-    kl_coef: float = 0.05  # beta; 0 disables the reference forward pass
-    loss_aggregation: str = "token"
-    mask_truncated: bool = False  # drop completions that hit max_new_tokens from the loss
-    lr: float = 1e-3  # tiny models want ~1e-3 with LoRA; the paper's 5e-6 is for 1.5B
-    weight_decay: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.99)
-    lr_schedule: str = "constant"  # "constant" | "linear" (decay to 0 after warmup)
-    warmup_steps: int = 0
-    max_grad_norm: Optional[float] = 1.0
-    grad_accum: int = 1  # micro-batches per optimizer step
+    n_steps: int = knob(200, "training steps (one sampled batch each)", low=1, section="the GRPO update")
+    batch_prompts: int = knob(4, "prompts per step (P)", low=1)
+    m: int = knob(8, "completions per prompt (the group size)", low=2)
+    max_new_tokens: int = knob(64, "completion length limit in tokens", low=1)
+    temperature: float = knob(1.0, "sampling temperature of the rollouts", low=0, low_open=True)
+    clip_eps: float = knob(0.2, "clip range of the probability ratio", low=0, low_open=True)
+    num_iterations: int = knob(1, "optimizer steps per sampled batch (old log-probs kept)", low=1)
+    kl_coef: float = knob(0.05, "beta: weight of the k3 KL to the reference policy (0 skips the reference)",
+                          low=0)
+    loss_aggregation: str = knob("token", "token: mean over every completion token of the batch (TRL's "
+                                 "default); sequence: mean per completion, then over completions",
+                                 choices=LOSS_AGGREGATIONS)
+    mask_truncated: bool = knob(False, "leave completions that hit max_new_tokens out of the loss")
+    lr: float = knob(1e-3, "learning rate (AdamW); tiny models want ~1e-3 with LoRA, the paper's 1.5B 5e-6",
+                     low=0, low_open=True)
+    weight_decay: float = knob(0.0, "AdamW weight decay", low=0)
+    adam_betas: tuple[float, float] = knob((0.9, 0.99), "AdamW betas", low=0, high=1, high_open=True,
+                                           metavar="B1,B2")
+    lr_schedule: str = knob("constant", "constant, or linear decay to 0 at n_steps (after warmup)",
+                            choices=LR_SCHEDULES)
+    warmup_steps: int = knob(0, "linear warmup steps", low=0)
+    max_grad_norm: Optional[float] = knob(1.0, "gradient-norm clip (none: no clipping)", low=0, low_open=True)
+    grad_accum: int = knob(1, "micro-batches per optimizer step (must divide batch_prompts * m)", low=1)
 
     # --- prompts -----------------------------------------------------------
-    system_prompt: Optional[str] = None
-    use_chat_template: Union[bool, str] = "auto"  # "auto": when the tokenizer has one
+    system_prompt: Optional[str] = knob(None, "a system message put before every prompt", section="prompts",
+                                        metavar="TEXT")
+    use_chat_template: Union[bool, str] = knob("auto", "wrap prompts in the tokenizer's chat template "
+                                               "(auto: when it has one)", choices=(True, False, "auto"))
 
     # --- bookkeeping -------------------------------------------------------
-    seed: int = 0
-    out_dir: Optional[str] = None  # None: keep everything in memory
-    checkpoint_every: int = 0  # 0: no periodic checkpoints (one at the end if out_dir)
-    resume: bool = False
-    eval_every: int = 0  # 0: evaluate only at the end (when eval prompts are given)
-    eval_temperature: float = 0.0  # 0: greedy
-    eval_seed: int = 0  # sampling seed of evaluations (the same for every training seed)
-    eval_batch_size: int = 64
-    progress: bool = True
+    seed: int = knob(0, "seed of prompt choice, sampling, dropout and LoRA initialisation", low=0,
+                     section="bookkeeping")
+    out_dir: Optional[str] = knob(None, "run folder: metrics, eval, adapter, checkpoints (none: keep "
+                                  "everything in memory)", path=True, nonempty=True, aliases=("--out",),
+                                  metavar="DIR")
+    checkpoint_every: int = knob(0, "checkpoint every this many steps (0: only at the end; needs out_dir)",
+                                 low=0)
+    resume: bool = knob(False, "continue the run in out_dir from its newest checkpoint (every setting must "
+                        "match the checkpoint's, except n_steps, out_dir and what only logs or saves)")
+    overwrite: bool = knob(False, "replace a previous run in out_dir: delete its metrics, eval, adapter "
+                           "and checkpoints first (without it, such a folder is refused)")
+    eval_every: int = knob(0, "evaluate every this many steps (0: only at the end)", low=0)
+    eval_temperature: float = knob(0.0, "evaluation sampling temperature (0: greedy)", low=0)
+    eval_seed: int = knob(0, "sampling seed of evaluations (the same for every training seed)", low=0)
+    eval_batch_size: int = knob(64, "completions per evaluation batch (memory only)", low=1)
+    progress: bool = knob(True, "progress bars (mrgrpo train --no-progress also silences model-loading bars)")
 
     # ---------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        check_fields(self, "GRPOConfig")
+        R = len(self.weights)
+        if self.conditioning != "none":
+            if R < 2:
+                self._bad("conditioning needs at least 2 reward channels (a gate and a conditioned one)")
+            for name, idx in [("gate_idx", self.gate_idx)] + [("cond_idx", c) for c in self.cond_indices]:
+                if not -R <= idx < R:
+                    self._bad(f"{name} = {idx!r} is out of range for {R} reward channels")
+            if self.gate_idx % R in {c % R for c in self.cond_indices}:
+                self._bad(f"cond_idx {self.cond_idx!r} includes the gate channel {self.gate_idx}")
+        if (self.batch_prompts * self.m) % self.grad_accum:
+            self._bad(f"grad_accum = {self.grad_accum} must divide batch_prompts * m = "
+                      f"{self.batch_prompts * self.m}")
+        if self.use_lora and not self.lora_target_modules:
+            self._bad("lora_target_modules must name at least one module when use_lora=True")
+        if any(not name for name in self.lora_target_modules):
+            self._bad(f"lora_target_modules has an empty name: {self.lora_target_modules!r}")
+        if self.resume and not self.out_dir:
+            self._bad("resume=True needs out_dir (where the checkpoints are)")
+        if self.resume and self.overwrite:
+            self._bad("resume=True continues the run in out_dir and overwrite=True deletes it; choose one")
+
+    @staticmethod
+    def _bad(msg: str) -> None:
+        raise ValueError(f"GRPOConfig: {msg}")
+
+    # --------------------------------------------------------------- presets
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "GRPOConfig":
+        """The config of preset ``name`` (:data:`PRESETS`) with ``overrides`` on top."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
     @classmethod
     def paper(cls, **overrides: Any) -> "GRPOConfig":
         """The paper's fintech/GSM8K training setup (section 4 of the empirical notes)."""
-        base = dict(
-            model="Qwen/Qwen2.5-1.5B-Instruct", use_lora=True, lora_r=16, lora_alpha=32,
-            lora_dropout=0.05, n_steps=500, batch_prompts=4, m=8, lr=5e-6, kl_coef=0.05,
-            temperature=0.8, max_new_tokens=96, weights=(1.0, 1.0, 0.5), mode="na",
-            checkpoint_every=50, adam_betas=(0.9, 0.95),
-        )
-        base.update(overrides)
-        return cls(**base)
+        return cls.from_preset("paper", **overrides)
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "GRPOConfig":
@@ -114,7 +190,8 @@ class GRPOConfig:
 
         LoRA (r = 16, alpha = 32) on the last transformer block only (its attention
         output projection and MLP), lr 3e-3, 20 steps of 4 prompts x m = 8 at
-        temperature 1, KL 0.05, evaluation sampled at temperature 1.
+        temperature 1, KL 0.05, evaluation sampled at temperature 1, a checkpoint
+        every 10 steps (when ``out_dir`` is set).
 
         Why the last block: 20 NA steps on the mini-math reward from the shipped
         policy (seeds 0 and 1; 256 held-out problems, one T = 1 sample each, so a
@@ -126,36 +203,40 @@ class GRPOConfig:
         - full fine-tuning at lr 3e-4: format 0.95-0.96, correctness 0.27-0.29.
 
         The repeated evidence, three seeds per run type, is in
-        ``tests/test_train_learning_tiny.py``.
+        ``tests/test_train_learning_tiny.py``. The LoRA targets name the tiny
+        policy's modules (``layers.3.*``): another model needs its own
+        ``lora_target_modules``.
         """
-        base = dict(
-            use_lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.0,
-            lora_target_modules=("layers.3.self_attn.o_proj", "layers.3.mlp.gate_proj",
-                                 "layers.3.mlp.up_proj", "layers.3.mlp.down_proj"),
-            n_steps=20, batch_prompts=4, m=8, lr=3e-3, kl_coef=0.05, temperature=1.0,
-            max_new_tokens=64, eval_temperature=1.0, eval_batch_size=128,
-        )
-        base.update(overrides)
-        return cls(**base)
+        return cls.from_preset("tiny", **overrides)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "GRPOConfig":
+        """A config from a mapping (e.g. :meth:`to_dict`'s JSON); unknown keys are a ``ValueError``."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            near = difflib.get_close_matches(unknown[0], names, n=1)
+            raise ValueError(f"GRPOConfig: unknown field {unknown[0]!r}"
+                             + (f"; did you mean {near[0]!r}?" if near else ""))
+        return cls(**values)
 
     def replace(self, **changes: Any) -> "GRPOConfig":
-        """A copy with some fields changed (``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed, checked like a new config."""
+        return type(self).from_dict({**self.__dict__, **changes})
 
     def to_dict(self) -> dict:
-        """JSON-friendly dict of every field."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
+        """JSON-friendly dict of every field (tuples become lists)."""
+        return {f.name: to_json_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @property
     def cond_indices(self) -> tuple[int, ...]:
-        return tuple(self.cond_idx) if isinstance(self.cond_idx, (list, tuple)) else (self.cond_idx,)
+        """``cond_idx`` as a tuple."""
+        return tuple(self.cond_idx) if isinstance(self.cond_idx, tuple) else (self.cond_idx,)
 
     def validate(self, n_channels: Optional[int] = None) -> "GRPOConfig":
-        """Raise ``ValueError`` naming the first bad field; return ``self``.
+        """Check ``len(weights)`` against the reward function's channel count; return ``self``.
+
+        Every other check already ran when the config was built.
 
         Parameters
         ----------
@@ -163,72 +244,87 @@ class GRPOConfig:
             The reward function's channel count ``R`` when known (from its
             ``channel_names``); ``len(weights)`` must equal it.
         """
-        def bad(msg: str) -> None:
-            raise ValueError(f"GRPOConfig: {msg}")
-
-        def pos_int(name: str, minimum: int = 1) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-                bad(f"{name} must be an int >= {minimum}, got {v!r}")
-
-        if not isinstance(self.model, str) or not self.model:
-            bad(f"model must be a non-empty path or hub id, got {self.model!r}")
-        if self.mode not in MODES:
-            bad(f"unknown mode {self.mode!r}; choose one of {MODES}")
-        w = tuple(self.weights) if isinstance(self.weights, (list, tuple)) else None
-        if not w:
-            bad(f"weights must be a non-empty sequence of floats, got {self.weights!r}")
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in w):
-            bad(f"weights must be finite numbers, got {list(w)}")
-        R = len(w)
-        if n_channels is not None and n_channels != R:
-            bad(f"weights has {R} entries but the reward function has {n_channels} channels")
-        if self.conditioning not in CONDITIONING:
-            bad(f"unknown conditioning {self.conditioning!r}; choose one of {CONDITIONING}")
-        if self.conditioning != "none":
-            if R < 2:
-                bad("conditioning needs at least 2 reward channels (a gate and a conditioned one)")
-            for name, idx in [("gate_idx", self.gate_idx)] + [("cond_idx", c) for c in self.cond_indices]:
-                if isinstance(idx, bool) or not isinstance(idx, int) or not -R <= idx < R:
-                    bad(f"{name} = {idx!r} is out of range for {R} reward channels")
-            if self.gate_idx % R in {c % R for c in self.cond_indices}:
-                bad(f"cond_idx {self.cond_idx!r} includes the gate channel {self.gate_idx}")
-        for name in ("n_steps", "batch_prompts", "max_new_tokens", "num_iterations", "grad_accum",
-                     "eval_batch_size", "lora_r"):
-            pos_int(name)
-        pos_int("m", 2)
-        for name in ("checkpoint_every", "eval_every", "warmup_steps", "seed", "eval_seed"):
-            pos_int(name, 0)
-        if (self.batch_prompts * self.m) % self.grad_accum:
-            bad(f"grad_accum = {self.grad_accum} must divide batch_prompts * m = {self.batch_prompts * self.m}")
-        for name, lo, strict in [("lr", 0.0, True), ("temperature", 0.0, True), ("clip_eps", 0.0, True),
-                                 ("kl_coef", 0.0, False), ("weight_decay", 0.0, False),
-                                 ("adv_eps", 0.0, False), ("eval_temperature", 0.0, False),
-                                 ("lora_alpha", 0.0, True)]:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or (v <= lo if strict else v < lo):
-                bad(f"{name} must be {'>' if strict else '>='} {lo}, got {v!r}")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            bad(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
-        if self.max_grad_norm is not None and not (self.max_grad_norm > 0):
-            bad(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
-        if len(self.adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
-            bad(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
-        if self.loss_aggregation not in LOSS_AGGREGATIONS:
-            bad(f"unknown loss_aggregation {self.loss_aggregation!r}; choose one of {LOSS_AGGREGATIONS}")
-        if self.adv_ddof not in (0, 1) or isinstance(self.adv_ddof, bool):
-            bad(f"adv_ddof must be 0 or 1, got {self.adv_ddof!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            bad(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
-        if self.dtype not in DTYPES:
-            bad(f"unknown dtype {self.dtype!r}; choose one of {DTYPES}")
-        if self.use_chat_template not in (True, False, "auto"):
-            bad(f"use_chat_template must be True, False or 'auto', got {self.use_chat_template!r}")
-        if self.cond_threshold is not None and not math.isfinite(self.cond_threshold):
-            bad(f"cond_threshold must be finite or None, got {self.cond_threshold!r}")
-        if not self.lora_target_modules and self.use_lora:
-            bad("lora_target_modules must name at least one module when use_lora=True")
-        if self.resume and not self.out_dir:
-            bad("resume=True needs out_dir (where the checkpoints are)")
+        if n_channels is not None and n_channels != len(self.weights):
+            self._bad(f"weights has {len(self.weights)} entries but the reward function has "
+                      f"{n_channels} channels")
         return self
+
+
+#: Named sets of overrides; ``mrgrpo train --preset NAME`` and :meth:`GRPOConfig.from_preset`.
+PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "tiny": MappingProxyType(dict(
+        use_lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.0,
+        lora_target_modules=("layers.3.self_attn.o_proj", "layers.3.mlp.gate_proj",
+                             "layers.3.mlp.up_proj", "layers.3.mlp.down_proj"),
+        n_steps=20, batch_prompts=4, m=8, lr=3e-3, kl_coef=0.05, temperature=1.0,
+        max_new_tokens=64, eval_temperature=1.0, eval_batch_size=128, checkpoint_every=10)),
+    "paper": MappingProxyType(dict(
+        model="Qwen/Qwen2.5-1.5B-Instruct", use_lora=True, lora_r=16, lora_alpha=32,
+        lora_dropout=0.05, n_steps=500, batch_prompts=4, m=8, lr=5e-6, kl_coef=0.05,
+        temperature=0.8, max_new_tokens=96, weights=(1.0, 1.0, 0.5), mode="na",
+        checkpoint_every=50, adam_betas=(0.9, 0.95))),
+    "none": MappingProxyType({}),  # GRPOConfig()'s own defaults
+})
+
+#: Fields a resumed run may change, and why they cannot alter the training trajectory.
+#: Every other field (and every task setting) must equal the checkpoint's.
+RESUME_MAY_CHANGE: Mapping[str, str] = MappingProxyType({
+    "progress": "display only",
+    "out_dir": "where the run folder is (a moved folder resumes)",
+    "resume": "how the run starts",
+    "overwrite": "how the run starts",
+    "n_steps": "where the run stops (extending a run); not under lr_schedule='linear', whose decay ends at "
+               "n_steps",
+    "checkpoint_every": "when checkpoints are written (saving draws no randomness)",
+    "eval_every": "when evaluations run (evaluation draws no training randomness)",
+    "eval_batch_size": "how evaluation prompts are batched (memory only)",
+})
+
+
+def _canonical(name: str, value: Any) -> Any:
+    if name == "cond_idx" and not isinstance(value, (list, tuple)):
+        return (value,)
+    return tuple(_canonical("", v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def resume_conflicts(saved: Mapping[str, Any], config: GRPOConfig, saved_run: Optional[Mapping[str, Any]] = None,
+                     run: Optional[Mapping[str, Any]] = None) -> list[str]:
+    """Why a run checkpointed under ``saved`` may not continue under ``config``: one line per field.
+
+    Parameters
+    ----------
+    saved : mapping
+        The checkpoint's config (:meth:`GRPOConfig.to_dict`). A field it lacks
+        (written by an older version) counts as that field's default.
+    config : GRPOConfig
+        The config of the run that would resume.
+    saved_run, run : mapping, optional
+        Other settings of the run, recorded beside the config (the task, its
+        prompt counts, ...; ``GRPOTrainer(run_info=...)``). Every key must match.
+
+    Returns
+    -------
+    list of str
+        ``"field: checkpoint value -> new value"``; empty when the run may resume.
+    """
+    now = config.to_dict()
+    defaults = GRPOConfig().to_dict()
+    out = []
+    for name in dict.fromkeys([*now, *saved]):
+        if name in RESUME_MAY_CHANGE:
+            continue
+        if name not in now:
+            out.append(f"{name}: {saved[name]!r} -> (not a field of this version of GRPOConfig)")
+            continue
+        before = saved.get(name, defaults[name])
+        if _canonical(name, before) != _canonical(name, now[name]):
+            out.append(f"{name}: {before!r} -> {now[name]!r}")
+    if config.lr_schedule == "linear" and saved.get("n_steps", config.n_steps) != config.n_steps:
+        out.append(f"n_steps: {saved['n_steps']!r} -> {config.n_steps!r} (lr_schedule='linear' decays the "
+                   "learning rate to 0 at n_steps)")
+    saved_run, run = dict(saved_run or {}), dict(run or {})
+    for key in dict.fromkeys([*saved_run, *run]):
+        a, b = saved_run.get(key), run.get(key)
+        if _canonical(key, a) != _canonical(key, b):
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out

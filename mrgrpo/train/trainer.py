@@ -49,11 +49,12 @@ from mrgrpo.lm.prompts import as_prompts, encode, render
 from mrgrpo.lm.sampling import group_uniforms, sample_tokens
 from mrgrpo.rewards.base import RewardFunctionError, score_completions
 
-from .checkpoint import checkpoint_root, config_mismatch, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_root, save_checkpoint
 from .config import GRPOConfig
 from .losses import aggregate, clip_fraction, clipped_surrogate, k3_kl, sequence_token_logprobs
 from .masks import completion_mask
 from .metrics import reward_metrics, write_history
+from .run_guard import claim_out_dir, resume_checkpoint
 
 RewardFn = Callable[[str, Any], Sequence[float]]
 Callback = Callable[["GRPOTrainer", dict], None]
@@ -79,6 +80,8 @@ class GRPOTrainer:
         Held-out prompts, evaluated every ``config.eval_every`` steps and at the end.
     callbacks : sequence of callables ``(trainer, record) -> None``
         Called after every step (after its checkpoint is written).
+    run_info : dict, optional
+        JSON settings besides the config (the task, ...): checkpointed; a resumed run must match them.
 
     Attributes
     ----------
@@ -89,7 +92,8 @@ class GRPOTrainer:
     """
 
     def __init__(self, config: GRPOConfig, reward_fn: RewardFn, prompts: Sequence[Any],
-                 eval_prompts: Optional[Sequence[Any]] = None, callbacks: Sequence[Callback] = ()):
+                 eval_prompts: Optional[Sequence[Any]] = None, callbacks: Sequence[Callback] = (),
+                 run_info: Optional[dict] = None):
         if not isinstance(config, GRPOConfig):
             raise ValueError(f"config must be a GRPOConfig, got {type(config).__name__}")
         if not callable(reward_fn):
@@ -103,12 +107,15 @@ class GRPOTrainer:
         self.eval_prompts = as_prompts(eval_prompts, "eval_prompts") if eval_prompts is not None and \
             len(eval_prompts) else []
         self.callbacks = list(callbacks)
+        self.run_info = dict(run_info or {})
         self.out_dir = Path(self.cfg.out_dir) if self.cfg.out_dir else None
         self.history: list[dict] = []
         self.eval_history: list[dict] = []
         self.step = 0  # steps completed
         self.model = None
         self.tokenizer = None
+        if self.out_dir and not self.cfg.resume:  # a folder holding a run: refused, or emptied if overwrite
+            claim_out_dir(self.out_dir, self.cfg.overwrite)
 
     # ------------------------------------------------------------------ setup
     def _load(self) -> None:
@@ -125,7 +132,7 @@ class GRPOTrainer:
         self._autocast = (lambda: torch.autocast(self.device.type, dtype=getattr(torch, dtype))) \
             if (on_gpu and dtype != "float32") else contextlib.nullcontext
         torch.manual_seed(cfg.seed)  # LoRA initialisation
-        model, tok = load_model(cfg.model, device=device, dtype=load_dtype)
+        model, tok = load_model(cfg.model, device=device, dtype=load_dtype, progress=cfg.progress)
         self.eos_ids = eos_token_ids(tok, model)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
 
@@ -170,14 +177,14 @@ class GRPOTrainer:
         list of dict
             ``self.history``: one metrics record per step.
         """
-        from tqdm.auto import tqdm
+        from mrgrpo.core.progress import progress_bar
 
         cfg = self.cfg
         self._load()
         if cfg.resume:
             self._resume()
-        bar = tqdm(range(self.step, cfg.n_steps), initial=self.step, total=cfg.n_steps,
-                   disable=not cfg.progress, desc=f"GRPO[{cfg.mode}]", mininterval=2.0)
+        bar = progress_bar(range(self.step, cfg.n_steps), enabled=cfg.progress, initial=self.step,
+                           total=cfg.n_steps, desc=f"GRPO[{cfg.mode}]", mininterval=2.0)
         for step in bar:
             t0 = time.perf_counter()
             self._seed_dropout(step)
@@ -423,7 +430,7 @@ class GRPOTrainer:
 
     def _state(self) -> dict:
         return {"step": self.step, "history": self.history, "eval_history": self.eval_history,
-                "config": self.cfg.to_dict()}
+                "config": self.cfg.to_dict(), "run_info": self.run_info}
 
     def checkpoint(self) -> Path:
         """Write an atomic checkpoint of the current state under ``out_dir/checkpoints``."""
@@ -433,13 +440,9 @@ class GRPOTrainer:
                                self.scheduler, self._state(), tokenizer=self.tokenizer)
 
     def _resume(self) -> None:
-        path = latest_checkpoint(checkpoint_root(self.out_dir))
-        if path is None:
-            return  # nothing to resume: a fresh run
-        state = load_checkpoint(path, self.model, self.optimizer, self.scheduler)
-        diff = config_mismatch(state["config"], self.cfg.to_dict())
-        if diff:
-            raise ValueError(f"cannot resume from {path}: the config differs in {diff}")
-        self.step = int(state["step"])
-        self.history = list(state["history"])
-        self.eval_history = list(state["eval_history"])
+        """Continue from the newest checkpoint, refusing any change that alters the run (see ``run_guard``)."""
+        state = resume_checkpoint(self.out_dir, self.cfg, self.run_info, self.model, self.optimizer, self.scheduler)
+        if state is not None:  # None: no checkpoint, a fresh run
+            self.step = int(state["step"])
+            self.history = list(state["history"])
+            self.eval_history = list(state["eval_history"])
