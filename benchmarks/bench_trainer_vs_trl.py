@@ -8,10 +8,13 @@ aggregation, lr 1e-3, two reward channels, ``OMP_NUM_THREADS=1``.
 
 Each backend runs in its own fresh subprocess (so neither sees the other's
 imports or memory), repeated and interleaved; the first ``--warmup`` steps of a
-run are not timed. Reported: median steps/s, the ratio ours / TRL, mean
-completion length in tokens, EOS included (the work per step), and peak memory during training (CPU:
-the peak resident set size, reset just before training; GPU:
-``torch.cuda.max_memory_allocated``).
+run are not timed. Reported: median steps/s, median completion tokens/s (EOS
+included; the two policies drift apart during training and sample completions of
+different lengths, so steps/s alone compares unequal work), mean completion length,
+the ratios ours / TRL of both rates, and peak memory during training (CPU: the peak
+resident set size, reset just before training; GPU: ``torch.cuda.max_memory_allocated``).
+The rates are also given per CPU second of the process (``time.process_time``, one
+thread): on a shared machine the wall-clock rates swing with the other jobs, these do not.
 
 Usage::
 
@@ -80,13 +83,14 @@ def run_ours(path: str, steps: int, warmup: int, tmp: str) -> dict:
                      max_new_tokens=MAX_NEW, temperature=TEMP, kl_coef=BETA, lr=LR, lora_r=16, lora_alpha=32,
                      num_iterations=1, loss_aggregation="token", progress=False, seed=0,
                      use_chat_template=False)  # TRL sends plain-string prompts as they are
-    tr = GRPOTrainer(cfg, reward_fn, PROMPTS, callbacks=[lambda t, r: stamps.append(time.perf_counter())])
+    tr = GRPOTrainer(cfg, reward_fn, PROMPTS,
+                     callbacks=[lambda t, r: stamps.append((time.perf_counter(), time.process_time()))])
     tr._load()  # model loading is not training
     _reset_peak()
     t0 = time.perf_counter()
     hist = tr.train()
-    lens = [r["completion_len"] for r in hist]
-    return {"t0": t0, "stamps": stamps, "completion_len": sum(lens) / len(lens), "peak_mb": _peak_mb()}
+    tokens = [r["completion_len"] * P * M for r in hist]  # completion tokens of each step
+    return {"t0": t0, "stamps": stamps, "tokens": tokens, "peak_mb": _peak_mb()}
 
 
 def run_trl(path: str, steps: int, warmup: int, tmp: str) -> dict:
@@ -106,7 +110,7 @@ def run_trl(path: str, steps: int, warmup: int, tmp: str) -> dict:
 
     class Stamp(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
-            stamps.append(time.perf_counter())
+            stamps.append((time.perf_counter(), time.process_time()))
 
     import torch
 
@@ -123,7 +127,8 @@ def run_trl(path: str, steps: int, warmup: int, tmp: str) -> dict:
     _reset_peak()
     t0 = time.perf_counter()
     trainer.train()
-    return {"t0": t0, "stamps": stamps, "completion_len": sum(lens) / max(len(lens), 1), "peak_mb": _peak_mb()}
+    tokens = [sum(lens[i:i + P * M]) for i in range(0, len(lens), P * M)]  # one reward call per step
+    return {"t0": t0, "stamps": stamps, "tokens": tokens, "peak_mb": _peak_mb()}
 
 
 def child(backend: str, steps: int, warmup: int) -> None:
@@ -133,10 +138,17 @@ def child(backend: str, steps: int, warmup: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = model_path(tmp)
         out = (run_ours if backend == "ours" else run_trl)(path, steps, warmup, tmp)
-    st = out["stamps"]
-    timed = st[warmup:]
-    steps_per_s = (len(timed) - 1) / (timed[-1] - timed[0]) if len(timed) > 1 else float("nan")
-    print(json.dumps({"backend": backend, "steps_per_s": steps_per_s, "completion_len": out["completion_len"],
+    st, tokens = out["stamps"], out["tokens"]
+    if len(tokens) != len(st):
+        sys.exit(f"{backend}: {len(tokens)} token counts for {len(st)} steps")
+    if len(st) < warmup + 2:
+        sys.exit(f"{backend}: {len(st)} steps leave none to time after {warmup} warm-up steps")
+    # the window from the end of step `warmup` to the end of the last step holds steps warmup+1 ...
+    n, timed_tokens = len(st) - 1 - warmup, sum(tokens[warmup + 1:])
+    dt, dcpu = st[-1][0] - st[warmup][0], st[-1][1] - st[warmup][1]
+    print(json.dumps({"backend": backend, "steps_per_s": n / dt, "tokens_per_s": timed_tokens / dt,
+                      "steps_per_cpu_s": n / dcpu, "tokens_per_cpu_s": timed_tokens / dcpu,
+                      "completion_len": sum(tokens) / (len(tokens) * P * M),
                       "peak_mb": out["peak_mb"], "n_steps": len(st)}))
 
 
@@ -164,15 +176,23 @@ def main() -> None:
                 sys.exit(f"{backend} run failed:\n{proc.stderr[-3000:]}")
             rec = json.loads(proc.stdout.strip().splitlines()[-1])
             results[backend].append(rec)
-            print(f"  repeat {rep}: {backend:4s} {rec['steps_per_s']:6.2f} steps/s, completion length "
-                  f"{rec['completion_len']:.1f}, peak memory {rec['peak_mb']:.0f} MiB", flush=True)
-    med = {b: statistics.median(r["steps_per_s"] for r in results[b]) for b in results}
+            print(f"  repeat {rep}: {backend:4s} {rec['steps_per_s']:6.2f} steps/s, "
+                  f"{rec['tokens_per_s']:7.0f} tokens/s ({rec['steps_per_cpu_s']:.2f} steps, "
+                  f"{rec['tokens_per_cpu_s']:.0f} tokens per CPU s), completion length {rec['completion_len']:.1f}, peak memory {rec['peak_mb']:.0f} MiB", flush=True)
+    keys = ("steps_per_s", "tokens_per_s", "steps_per_cpu_s", "tokens_per_cpu_s", "completion_len")
+    med = {b: {k: statistics.median(r[k] for r in results[b]) for k in keys} for b in results}
     mem = {b: max(r["peak_mb"] for r in results[b]) for b in results}
     print(f"\nsetup: {P} prompts x m={M}, max_new_tokens={MAX_NEW}, beta={BETA}, LoRA r=16, one update per batch, "
           f"OMP_NUM_THREADS=1, trl {trl.__version__}, {a.steps} steps ({a.warmup} untimed) x {a.repeats} repeats")
-    print(f"mrgrpo GRPOTrainer: {med['ours']:.2f} steps/s   peak memory {mem['ours']:.0f} MiB")
-    print(f"TRL GRPOTrainer:    {med['trl']:.2f} steps/s   peak memory {mem['trl']:.0f} MiB")
-    print(f"ratio (ours / TRL): {med['ours'] / med['trl']:.2f}x steps/s, {mem['ours'] / mem['trl']:.2f}x peak memory")
+    for name, b in (("mrgrpo GRPOTrainer:", "ours"), ("TRL GRPOTrainer:   ", "trl")):
+        print(f"{name} {med[b]['steps_per_s']:.2f} steps/s   {med[b]['tokens_per_s']:.0f} tokens/s   "
+              f"({med[b]['steps_per_cpu_s']:.2f} steps, {med[b]['tokens_per_cpu_s']:.0f} tokens per CPU s)   "
+              f"completion length {med[b]['completion_len']:.1f} tokens   peak memory {mem[b]:.0f} MiB")
+    print(f"ratio (ours / TRL): {med['ours']['steps_per_s'] / med['trl']['steps_per_s']:.2f}x steps/s, "
+          f"{med['ours']['tokens_per_s'] / med['trl']['tokens_per_s']:.2f}x tokens/s (per completion token), "
+          f"{mem['ours'] / mem['trl']:.2f}x peak memory")
+    print(f"per CPU second (ours / TRL): {med['ours']['steps_per_cpu_s'] / med['trl']['steps_per_cpu_s']:.2f}x steps, "
+          f"{med['ours']['tokens_per_cpu_s'] / med['trl']['tokens_per_cpu_s']:.2f}x tokens")
 
 
 if __name__ == "__main__":

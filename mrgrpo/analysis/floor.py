@@ -28,7 +28,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from mrgrpo.core.checks import as_generator, check_rewards, check_weights
-from mrgrpo.core.kernels import channel_moments, correlation, moment_correlation
+from mrgrpo.core.kernels import channel_moments, correlation, fit_to_range, moment_correlation
 from mrgrpo.core.theory import check_correlation
 from mrgrpo.core.theory.mse import expected_sample_correlation_unchecked
 
@@ -201,6 +201,8 @@ def _contains_zero(ci: np.ndarray) -> bool:
 def _as_tensors(rewards, m_grid) -> tuple[dict, np.ndarray]:
     if isinstance(rewards, Mapping):
         tens = {int(m): check_rewards(t, exact_ndim=4, name=f"rewards[{m}]") for m, t in rewards.items()}
+        div = max(fit_to_range(t)[1] for t in tens.values())  # one power of two for all: exact, scale-free
+        tens = {m: t / div for m, t in tens.items()}
         for m, t in tens.items():
             if t.shape[2] != m:
                 raise ValueError(f"rewards[{m}] has group size {t.shape[2]}, expected {m}")
@@ -214,7 +216,7 @@ def _as_tensors(rewards, m_grid) -> tuple[dict, np.ndarray]:
                 raise ValueError(f"no tensor for m = {missing}; have {sorted(tens)}")
             tens = {int(m): tens[int(m)] for m in m_grid}
         return tens, biggest
-    full = check_rewards(rewards, exact_ndim=4)
+    full = fit_to_range(check_rewards(rewards, exact_ndim=4))[0]  # exact: w'C_hat w is scale-free, eps = 0
     M = full.shape[2]
     grid = [int(m) for m in m_grid] if m_grid is not None else \
         [m for m in (2 ** np.arange(1, 12)).tolist() if 4 <= m <= M] or [M]

@@ -27,9 +27,10 @@ from typing import Optional
 
 import numpy as np
 
-from mrgrpo.core.checks import check_rewards, check_weights
+from mrgrpo.core.checks import check_eps, check_rewards, check_weights
 from mrgrpo.core.conventions import EPS
-from mrgrpo.core.kernels import an_channel_major, channel_last, channels_first, moment_correlation, na_channel_major
+from mrgrpo.core.kernels import (an_channel_major, channel_last, channels_first, fit_to_range, moment_correlation,
+                                 na_channel_major)
 
 from .bootstrap import bootstrap_sums, percentile_ci
 from .floor import fisher_floor, pooled_population
@@ -167,7 +168,7 @@ def _check_int(v, name: str, lo: int) -> int:
     return int(v)
 
 
-def group_stats(x: np.ndarray, w: np.ndarray, eps: float = EPS) -> dict:
+def group_stats(x: np.ndarray, w: np.ndarray, eps: float = EPS, var_eps: Optional[float] = None) -> dict:
     """Every per-group quantity the harness needs, from one centring pass.
 
     Built from the kernels behind :func:`mrgrpo.core.advantage.compute_advantage_batch`
@@ -178,6 +179,10 @@ def group_stats(x: np.ndarray, w: np.ndarray, eps: float = EPS) -> dict:
     ----------
     x : ``(..., m, R)`` validated float array
     w : ``(R,)``
+    eps : float
+        Added to each within-group std (``>= 0``).
+    var_eps : float, optional
+        Added to the variances inside ``C_hat``; default ``eps`` (the paper's convention).
 
     Returns
     -------
@@ -186,13 +191,20 @@ def group_stats(x: np.ndarray, w: np.ndarray, eps: float = EPS) -> dict:
     ``const`` ``(..., R)`` bool; ``infl_na``, ``infl_an`` ``(..., R)`` (within-group
     ``Cov(A, z_l)``, ``z`` the standardized channel).
     """
+    eps = check_eps(eps)
+    var_eps = eps if var_eps is None else check_eps(var_eps, "var_eps")
     xr = channels_first(x)  # (R, m, ...)
     A_na_m, z, mom = na_channel_major(xr, w, eps)
     A_an_m = an_channel_major(xr, w, eps)
-    cov, C_hat, const = moment_correlation(mom, eps)
+    cov, C_hat, const = moment_correlation(mom, var_eps)
+    mean = channel_last(mom.mean)
+    if mom.divisor is not None:  # a group far smaller than the others was rescaled: moments back in reward units
+        div = channel_last(mom.divisor)
+        with np.errstate(under="ignore"):
+            mean, cov = mean * div, cov * div[..., :, None] * div[..., None, :]
     return {"A_na": np.moveaxis(A_na_m, 0, -1), "A_an": np.moveaxis(A_an_m, 0, -1), "C_hat": C_hat,
             "const": const, "infl_na": realized_influence_kernel(z, A_na_m), "infl_an": realized_influence_kernel(z, A_an_m),
-            "mean": channel_last(mom.mean), "cov": cov, "A_na_m": A_na_m, "A_an_m": A_an_m}
+            "mean": mean, "cov": cov, "A_na_m": A_na_m, "A_an_m": A_an_m}
 
 
 def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unbiased",
@@ -221,7 +233,8 @@ def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unb
     n_boot, boot_seed, ci
         Prompt-level bootstrap (``n_boot`` resamples of prompts; seeded).
     eps : float
-        Added to within-group stds (and inside ``C_hat``'s square root), as the paper.
+        Added to within-group stds (and inside ``C_hat``'s square root), as the paper; ``>= 0``.
+        Rewards near the float maximum are handled exactly (:func:`fit_to_range`).
     population_checks : bool
         Also compute Prop 1's predicted influence and the Fisher floor per
         prompt from its pooled rollouts (one closed-form call per prompt).
@@ -241,7 +254,12 @@ def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unb
     if K < 2:
         raise ValueError(f"rewards needs K >= 2 seeds per prompt (axis 1) to measure an MSE, got K = {K}")
     wv = check_weights(w, R)
+    eps = check_eps(eps)
+    x, div = fit_to_range(x)
+    eps, var_eps = eps / div, eps / div / div
     n_boot = _check_int(n_boot, "n_boot", 1)
+    if isinstance(ci, (bool, np.bool_)) or not isinstance(ci, (int, float, np.floating)) or not 0 < ci < 1:
+        raise ValueError(f"ci must be a number in (0, 1), got {ci!r}")
     if scores is None:
         score_seed = _check_int(score_seed, "score_seed", 0)
         g = np.random.default_rng(score_seed).standard_normal((P, K, m))
@@ -271,7 +289,7 @@ def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unb
         var_pop = np.empty((P, R), dtype=bool)
     for p0 in range(0, P, step):
         xb = x[p0:p0 + step]
-        st = group_stats(xb, wv, eps)
+        st = group_stats(xb, wv, eps, var_eps)
         gm = np.ascontiguousarray(np.moveaxis(g[p0:p0 + step], -1, 0))  # (m, chunk, K)
         ghat_na[p0:p0 + step] = (st["A_na_m"] * gm).sum(axis=0) / m
         ghat_an[p0:p0 + step] = (st["A_an_m"] * gm).sum(axis=0) / m

@@ -6,18 +6,32 @@ from typing import Sequence
 
 import numpy as np
 
+from mrgrpo.core.files import atomic_path
+
 from .bootstrap import bootstrap_weights, mean_ci
 
-__all__ = ["money_plot", "mse_vs_m_plot", "floor_plot"]
+__all__ = ["money_plot", "mse_vs_m_plot", "floor_plot", "training_curves_plot", "with_title", "save_figure"]
+
+
+def save_figure(fig, path, **kwargs) -> Path:
+    """Write ``fig`` to ``path`` atomically (the format from the suffix, e.g. ``.png``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
+    return path
 
 
 def _finish(fig, path):
     fig.tight_layout()
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=130)
+        save_figure(fig, path, dpi=130)
     return fig
+
+
+def with_title(base: str, title: str = "") -> str:
+    """A figure title: the function's own ``base``, then the caller's ``title`` after a separator."""
+    return f"{base}: {title}" if title else base
 
 
 def money_plot(result, path=None, title: str = ""):
@@ -47,7 +61,7 @@ def money_plot(result, path=None, title: str = ""):
                       lw=1, label=f"y = {result.expected_ratio:.3f} x  ((K-1)/K)")
     ax.set_xlabel(r"predicted MSE  $(\tau^2/m)\, w^\top \hat C_p w$")
     ax.set_ylabel("realized MSE across seeds" + (" (ddof=0)" if result.convention == "paper" else ""))
-    ax.set_title(f"Theorem 3 per prompt (m={result.m}, P={result.P}, K={result.K}){title}\n"
+    ax.set_title(with_title(f"Theorem 3 per prompt (m={result.m}, P={result.P}, K={result.K})", title) + "\n"
                  f"NA: ratio {result.ratio_na:.3f} [{result.ratio_na_ci[0]:.3f}, {result.ratio_na_ci[1]:.3f}], "
                  f"log-log slope {result.slope_na:.2f}, $R^2$ {result.r2_na:.2f}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
@@ -64,7 +78,9 @@ def mse_vs_m_plot(results: Sequence, path=None, floor=None, n_boot: int = 2000, 
     results : sequence of Thm3Result
         One per ``m`` (same prompts).
     floor : FloorResult, optional
-        Adds ``w^T C w / m`` and Fisher's ``w^T E[C_hat_m] w / m``.
+        Adds the population ``w^T C w / m`` and the floor check's target
+        (the exact finite-``m`` ``w^T E[C_hat_m | non-degenerate] w / m``), drawn so
+        that they stay distinguishable where they coincide.
     """
     import matplotlib.pyplot as plt
 
@@ -80,47 +96,141 @@ def mse_vs_m_plot(results: Sequence, path=None, floor=None, n_boot: int = 2000, 
                     capsize=3, label=f"{label} (95% CI)")
     ax.plot(ms, [r.predicted_pooled for r in res], "k-", lw=1.2, label=r"predicted $(1/m)\,w^\top\hat C w$")
     if floor is not None:
-        grid = np.array(floor.m_grid, dtype=float)
-        ax.plot(grid, floor.population_wCw / grid, "--", color="C2", label=r"population $w^\top C w/m$")
-        ax.plot(grid, [floor.per_m[int(m)]["fisher"] / m for m in grid], ":", color="C4",
-                label=r"Fisher $w^\top E[\hat C_m] w/m$")
+        _floor_lines(ax, floor, per_m=True)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("group size m")
     ax.set_ylabel("gradient MSE")
-    ax.set_title(f"MSE vs m (P={res[0].P}, K={res[0].K}, {res[0].convention}){title}", fontsize=10)
+    ax.set_title(with_title(f"MSE vs m (P={res[0].P}, K={res[0].K}, {res[0].convention})", title), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _finish(fig, path)
 
 
+# The population is a wide translucent band drawn first and the target a thin dashed line with
+# open markers on top, so the two stay distinguishable where they coincide.
+_POPULATION_STYLE = dict(color="C2", lw=7, alpha=0.3, solid_capstyle="butt", zorder=1)
+_TARGET_STYLE = dict(color="C4", lw=1.3, ls="--", marker="D", ms=4.5, mfc="white", zorder=4)
+
+
+def _floor_lines(ax, floor, per_m: bool = False) -> None:
+    """The population ``w^T C w`` and the floor check's target across ``m`` (divided by ``m`` if ``per_m``)."""
+    ms = np.array(floor.m_grid, dtype=float)
+    scale = ms if per_m else np.ones_like(ms)
+    tail = "$/m$" if per_m else ""
+    ax.plot(ms, [floor.per_m[int(m)]["population"] for m in ms] / scale, **_POPULATION_STYLE,
+            label=r"population $w^\top C w$" + tail)
+    ax.plot(ms, [floor.per_m[int(m)]["target"] for m in ms] / scale, **_TARGET_STYLE,
+            label="target: exact at m, non-degenerate groups" + (" " + tail if tail else ""))
+
+
 def floor_plot(floor, path=None, title: str = ""):
-    """The population-floor check: ``E[w^T C_hat_m w]`` vs Fisher and ``w^T C w``, and degenerate groups."""
+    """The population-floor check (a :class:`~mrgrpo.analysis.floor.FloorResult`), in two panels.
+
+    Left: the measured ``E[w^T C_hat_m w]`` (CI) and over non-degenerate groups,
+    the check's target, Theorem 3's first order (delta method), Fisher's
+    Gaussian-only expansion and the population ``w^T C w``. Right: the check
+    itself, floor - target with its paired CI, split into the parts carried by
+    degenerate and by the other groups; tick labels give the share of
+    degenerate groups.
+    """
     import matplotlib.pyplot as plt
 
     ms = np.array(floor.m_grid, dtype=float)
     d = [floor.per_m[int(m)] for m in ms]
     val = np.array([x["floor"] for x in d])
     ci = np.array([x["floor_ci"] for x in d])
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    ax.errorbar(ms, val, yerr=[val - ci[:, 0], ci[:, 1] - val], fmt="o", color="C0", capsize=3,
-                label=r"$E[w^\top \hat C_m w]$ all groups (95% CI)")
-    ax.plot(ms, [x["floor_nondegenerate"] for x in d], "s", color="C1", mfc="none",
-            label="non-degenerate groups only")
-    ax.plot(ms, [x["fisher"] for x in d], "-", color="C4", label="Fisher first order")
-    ax.axhline(floor.population_wCw, color="C2", ls="--", label=r"population $w^\top C w$")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.4))
+    _floor_lines(ax, floor)
+    ax.plot(ms, [x["first_order"] for x in d], "-.", color="C8", lw=1.4, zorder=3,
+            label="Theorem 3 first order (delta method)")
+    ax.plot(ms, [x["fisher"] for x in d], ":", color="0.45", lw=1.2, zorder=2, label="Fisher (Gaussian only)")
+    ax.errorbar(ms, val, yerr=[val - ci[:, 0], ci[:, 1] - val], fmt="o", color="C0", capsize=3, zorder=5,
+                label=rf"measured $E[w^\top \hat C_m w]$ ({floor.ci:.0%} CI)")
+    ax.plot(ms, [x["floor_nondegenerate"] for x in d], "s", color="C1", mfc="none", zorder=5,
+            label="measured, non-degenerate groups")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(ms, [f"{int(m)}" for m in ms])
     ax.set_xlabel("group size m")
-    ax.set_ylabel(r"$m \cdot$ MSE  $= w^\top E[\hat C_m] w$")
-    ax.set_title(f"population floor (P={floor.P}, K={floor.K}){title}", fontsize=10)
+    ax.set_ylabel(r"$m \cdot$ MSE $= w^\top E[\hat C_m] w$")
+    ax.set_title(f"Population floor (P={floor.P}, K={floor.K}){title}", fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    ax2.plot(ms, [x["frac_degenerate"] for x in d], "o-", color="C3", label="fraction degenerate groups")
-    ax2.plot(ms, [x["share_degenerate"] for x in d], "s--", color="C5", label="share of deficit they carry")
+    ax.legend(fontsize=7.5)
+
+    diff = np.array([x["diff"] for x in d])
+    dci = np.array([x["diff_ci"] for x in d])
+    ax2.axhline(0.0, color="k", lw=0.8)
+    ax2.errorbar(ms, diff, yerr=[diff - dci[:, 0], dci[:, 1] - diff], fmt="o", color="C0", capsize=3, zorder=5,
+                 label=f"floor $-$ target ({floor.ci:.0%} paired CI)")
+    ax2.plot(ms * 1.04, [-x["deficit_degenerate"] for x in d], "v", color="C3", zorder=4,
+             label="part carried by degenerate groups")
+    ax2.plot(ms * 0.96, [-x["deficit_nondegenerate"] for x in d], "s", color="C1", mfc="none", zorder=4,
+             label="part carried by the other groups")
     ax2.set_xscale("log", base=2)
-    ax2.set_xlabel("group size m")
-    ax2.set_ylabel("fraction")
-    ax2.set_title("degenerate (constant-channel) groups", fontsize=10)
+    ax2.set_xticks(ms, [f"{int(m)}\n({x['frac_degenerate']:.0%})" for m, x in zip(ms, d)])
+    ax2.set_xlabel("group size m (share of degenerate groups)")
+    ax2.set_ylabel(r"measured $-$ target")
+    ax2.set_title(f"The check: agrees at {sum(x['agrees'] for x in d)} of {len(d)} group sizes", fontsize=10)
     ax2.grid(True, alpha=0.3)
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=7.5)
     return _finish(fig, path)
+
+
+# colour, line style and marker per training mode: distinguishable in colour and in greyscale
+MODE_STYLES = (("C0", "-", "o"), ("C3", "--", "s"), ("C2", ":", "^"), ("C1", "-.", "D"), ("C4", (0, (5, 1)), "v"))
+
+
+def training_curves_plot(curves, panels, smooth: int = 5, ncols: int = 2, path=None):
+    """Training curves on a grid: one panel per metric, one line per mode (mean over seeds).
+
+    Parameters
+    ----------
+    curves : pandas.DataFrame
+        One row per (mode, seed, step) with the metric columns (a trainer history).
+    panels : mapping ``column -> panel title``
+    smooth : int
+        Moving-average window (steps) applied to the mean and to the band.
+    ncols : int
+        Panels per row (four metrics make a 2 x 2 grid).
+
+    The band is the range over seeds; each mode has its own colour, line style and markers.
+    """
+    import math
+
+    import matplotlib.pyplot as plt
+
+    panels = dict(panels)
+    if not panels:
+        raise ValueError("training_curves_plot needs at least one panel")
+    missing = [k for k in ("mode", "seed", "step", *panels) if k not in curves.columns]
+    if missing:
+        raise ValueError(f"curves has no column(s) {missing}")
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 3.9 * nrows), sharex=True, squeeze=False)
+    ma = lambda v: v.rolling(max(1, smooth), min_periods=1).mean()  # noqa: E731
+    for i, (mode, d) in enumerate(curves.groupby("mode", sort=False)):
+        color, ls, marker = MODE_STYLES[i % len(MODE_STYLES)]
+        for ax, key in zip(axes.flat, panels):
+            by = d.groupby("step")[key]
+            mean = ma(by.mean())
+            ax.plot(mean.index, mean.to_numpy(), color=color, ls=ls, lw=2, marker=marker, ms=5,
+                    markevery=max(1, len(mean) // 6), label=str(mode))
+            if d["seed"].nunique() > 1:
+                ax.fill_between(mean.index, ma(by.min()).to_numpy(), ma(by.max()).to_numpy(), color=color,
+                                alpha=0.1, lw=0)
+    for ax, title in zip(axes.flat, panels.values()):
+        ax.set_title(title, fontsize=13)
+        ax.tick_params(labelsize=11)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("GRPO step", fontsize=12)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"batch mean ({smooth}-step average)", fontsize=11)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.remove()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=12, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    if path is not None:
+        save_figure(fig, path, dpi=130)
+    return fig

@@ -42,6 +42,7 @@ from mrgrpo.core.checks import SeedLike, as_generator, check_weights
 from mrgrpo.core.stats import sample_correlation
 from mrgrpo.corpus.real_scores import DEFAULT_M_GRID, DEFAULT_W, RealScoreData
 from mrgrpo.analysis.bootstrap import bootstrap_weights, percentile_ci
+from mrgrpo.analysis.plots import save_figure
 
 __all__ = ["analyze_real_scores", "reshuffle_within_groups", "group_terms", "plot_ratios"]
 
@@ -239,5 +240,5 @@ def plot_ratios(ratios, path=None, title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        save_figure(fig, path, dpi=150, bbox_inches="tight")
     return fig

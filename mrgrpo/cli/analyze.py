@@ -23,6 +23,9 @@ def register(subparsers) -> None:
 
 
 def load_corpus(path: str, reward_names=None):
+    """Read the corpus at ``path``; every way a file can be wrong is a one-line ``ValueError`` naming it."""
+    import zipfile
+    import zlib
     from pathlib import Path
 
     from mrgrpo.corpus import load_npz, load_parquet, load_released_rollouts
@@ -32,11 +35,22 @@ def load_corpus(path: str, reward_names=None):
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such file: {p}")
-    if p.suffix == ".npz":
-        return load_npz(p)
-    if p.suffix in (".parquet", ".pq"):
-        return load_parquet(p, reward_names=reward_names)
-    raise ValueError(f"{p}: expected a .npz or .parquet file")
+    if p.is_dir():
+        raise ValueError(f"{p} is a folder, not a corpus file (.npz or .parquet)")
+    if p.suffix not in (".npz", ".parquet", ".pq"):
+        raise ValueError(f"{p}: expected a .npz or .parquet file")
+    if p.stat().st_size == 0:
+        raise ValueError(f"{p} is not a readable corpus: the file is empty")
+    if p.suffix == ".npz" and not zipfile.is_zipfile(p):
+        raise ValueError(f"{p} is not a readable .npz corpus: it is not a zip archive (truncated, or not an "
+                         f".npz at all)")
+    try:
+        return load_npz(p) if p.suffix == ".npz" else load_parquet(p, reward_names=reward_names)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:  # pyarrow's: ValueError/OSError
+        if isinstance(exc, FileNotFoundError):
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(msg if str(p) in msg else f"{p} is not a readable corpus: {msg}") from None
 
 
 def handler(args) -> int:
@@ -47,6 +61,8 @@ def handler(args) -> int:
 
     names = [s.strip() for s in args.reward_names.split(",")] if args.reward_names else None
     corpus = load_corpus(args.path, names)
+    if args.n_boot < 1:
+        raise ValueError(f"--n-boot must be >= 1, got {args.n_boot}")
     if len(args.w) != corpus.R:
         raise ValueError(f"--w has {len(args.w)} weights but the corpus has R = {corpus.R} channels "
                          f"{corpus.reward_names}")
@@ -63,5 +79,8 @@ def handler(args) -> int:
     print(f"\npopulation floor (C_p from each prompt's pooled rollouts; mean w'Cw = {floor.population_wCw:.4f}):")
     print(floor_table(floor).to_string(index=False))
     if args.figures:
-        save_figures(results, floor, args.figures)
+        try:
+            save_figures(results, floor, args.figures)
+        except OSError as exc:
+            raise ValueError(f"cannot write the figures to {args.figures}: {exc.strerror or exc}") from None
     return 0

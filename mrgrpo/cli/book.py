@@ -37,6 +37,7 @@ def register(subparsers) -> None:
     run.add_argument("--allow-unknown", action="store_true",
                      help="pass parameters that the chapter's parameters cell does not define")
     run.add_argument("--no-progress", action="store_true", help="hide papermill's progress bar")
+    run.add_argument("--overwrite", action="store_true", help="replace a stored run at the output path")
     run.set_defaults(func=_run)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
@@ -63,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             progress_bar=not args.no_progress,
             allow_unknown=args.allow_unknown,
+            overwrite=args.overwrite,
         )
     except PapermillExecutionError as exc:
         print(f"mrgrpo book run: chapter {args.chapter!r} raised in cell {exc.exec_count}: "

@@ -23,15 +23,34 @@ def register(subparsers) -> None:
     p.add_argument("--convention", choices=["unbiased", "paper"], default="unbiased")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--figures", metavar="DIR", default=None, help="save the figures (PNG) in DIR")
+    p.add_argument("--max-memory-gb", type=float, default=DEFAULT_MAX_MEMORY_GB,
+                   help=f"refuse a run whose estimated memory exceeds this many GB (default {DEFAULT_MAX_MEMORY_GB:g})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn in a non-TTY log anyway)")
     p.set_defaults(func=handler)
 
 
-def handler(args) -> int:
-    import numpy as np
+#: Default memory ceiling of one ``thm3-check`` run (``--max-memory-gb``).
+DEFAULT_MAX_MEMORY_GB = 8.0
 
-    from mrgrpo.analysis import analyze, floor_check, summary_print
-    from mrgrpo.corpus import MockBackend, pack_for_analysis, run_corpus
 
+def estimate_memory_bytes(P: int, K: int, m_grid, R: int) -> int:
+    """Peak memory of a ``thm3-check`` run, from its shape (an upper estimate).
+
+    The reward tensor ``(P, K, max m, R)`` holds every run; per ``m`` the
+    harness adds the scores ``(P, K, m)`` and a mask of the prefix; the floor
+    check adds a few copies of the pooled ``(P, K * max m, R)`` rollouts and its
+    ``(P, K)`` tables; generating one prompt's ``K`` groups costs about 1 kB
+    each. Measured peaks (``tests/test_safety_inputs.py``) lie below it.
+    """
+    m_max, groups = max(m_grid), int(P) * int(K)
+    tensor = 8 * groups * m_max * R
+    per_m = sum(groups * m * (8 + 2 * R) + 64 * groups for m in m_grid)
+    floor = 4 * tensor + 16 * groups * len(m_grid)
+    return int(tensor + per_m + floor + 1024 * int(K) * 4 + (64 << 20))
+
+
+def check_args(args) -> None:
+    """Validate the flags, and refuse a run whose memory estimate exceeds ``--max-memory-gb``."""
     R = len(args.w)
     if R < 1:
         raise ValueError("--w needs at least one weight")
@@ -42,20 +61,65 @@ def handler(args) -> int:
     if R > 1 and not -1.0 / (R - 1) <= args.rho <= 1.0:
         raise ValueError(f"--rho {args.rho} does not give a valid correlation matrix for R = {R} "
                          f"(needs {-1.0 / (R - 1):.3f} <= rho <= 1)")
+    if not args.max_memory_gb > 0:
+        raise ValueError(f"--max-memory-gb must be > 0, got {args.max_memory_gb}")
+    need = estimate_memory_bytes(args.P, args.K, args.m, R) / 1e9
+    if need > args.max_memory_gb:
+        raise ValueError(f"P = {args.P} prompts x K = {args.K} seeds x m = {max(args.m)} needs about "
+                         f"{need:,.1f} GB of memory, over the {args.max_memory_gb:g} GB limit; lower --K or --P, "
+                         f"or raise --max-memory-gb")
+
+
+def mock_tensor(backend, prompts: list, m: int, K: int, seed: int, bar=None):
+    """The ``(P, K, m, R)`` rewards of ``run_corpus(backend, prompts, [m], K, subsample_from_max=True, seed)``.
+
+    Built one prompt at a time (a mock group depends only on its prompt and
+    seed), so memory holds the tensor and one prompt's rollouts, and ``bar``
+    advances once per prompt.
+    """
+    import numpy as np
+
+    from mrgrpo.corpus import pack_for_analysis, run_corpus
+
+    out = np.empty((len(prompts), K, m, backend.R))
+    for i, prompt in enumerate(prompts):
+        corpus = run_corpus(backend, [prompt], m_grid=[m], K_seeds=K, subsample_from_max=True, seed=seed)
+        out[i] = pack_for_analysis(corpus, m)[0]
+        if bar is not None:
+            bar.update(1)
+    return out
+
+
+def handler(args) -> int:
+    import numpy as np
+
+    from mrgrpo.analysis import analyze, floor_check, summary_print
+    from mrgrpo.core.progress import progress_bar
+    from mrgrpo.corpus import MockBackend
+
+    check_args(args)
+    R = len(args.w)
     C = np.full((R, R), args.rho) + (1.0 - args.rho) * np.eye(R)
     backend = MockBackend(C=C, p=[args.p] * R if args.kind == "bernoulli" else None, seed=args.seed)
     prompts = [(f"mock prompt {i}", "0") for i in range(args.P)]
     grid = sorted(set(args.m))
-    corpus = run_corpus(backend, prompts, m_grid=grid, K_seeds=args.K, subsample_from_max=True, seed=args.seed)
-    results = []
-    for m in grid:
-        results.append(analyze(pack_for_analysis(corpus, m), args.w, score_seed=args.seed,
-                               convention=args.convention, n_boot=args.n_boot, boot_seed=args.seed))
+    # the smaller groups are prefixes of the largest (run_corpus's subsample_from_max)
+    with progress_bar(total=args.P + len(grid) + 1, enabled=not args.no_progress, desc="thm3-check",
+                      unit="step") as bar:
+        bar.set_postfix_str("mock rollouts")
+        x = mock_tensor(backend, prompts, grid[-1], args.K, args.seed, bar)
+        results = []
+        for m in grid:
+            bar.set_postfix_str(f"analyze m={m}")
+            results.append(analyze(x[:, :, :m], args.w, score_seed=args.seed, convention=args.convention,
+                                   n_boot=args.n_boot, boot_seed=args.seed))
+            bar.update(1)
+        bar.set_postfix_str("population floor")
+        floor = floor_check(x, args.w, m_grid=grid, C=backend.C, n_boot=args.n_boot, seed=args.seed)
+        bar.update(1)
     summary_print(results[-1], label=f"mock {args.kind} rho={args.rho} ")
     print()
     print(ratio_table(results).to_string(index=False))
-    floor = floor_check(pack_for_analysis(corpus, grid[-1]), args.w, m_grid=grid, C=backend.C,
-                        n_boot=args.n_boot, seed=args.seed)
     print(f"\npopulation floor (C = the mock's C; w'Cw = {floor.population_wCw:.4f}):")
     print(floor_table(floor).to_string(index=False))
     if args.figures:

@@ -108,6 +108,7 @@ def _pretrain(args: argparse.Namespace) -> int:
           f"kept step {result.best_step} of {result.steps_run} ({result.stopped_by})")
     if args.no_eval:
         return 0
+    from mrgrpo.core.files import atomic_write_text
     from mrgrpo.lm.loader import load_model
     from mrgrpo.tasks.mini_math import make_mini_math
 
@@ -125,7 +126,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     record["eval_threads"] = torch.get_num_threads()
     record["command_seconds"] = time.perf_counter() - t_start
     training["command_seconds"] = round(record["command_seconds"], 1)
-    (out / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+    atomic_write_text(out / "training.json", json.dumps(training, indent=2) + "\n")
     record["size_mb"] = sum(f.stat().st_size for f in out.iterdir() if f.is_file()) / 2**20  # with training.json
     write_model_card(out, record)
     print(json.dumps({k: ev[k] for k in ("greedy_accuracy", "t1_accuracy", "varies_fraction",

@@ -19,6 +19,10 @@ Conventions, fixed once for the whole package:
 - A channel (or AN's scalar ``s``) that is exactly constant within a group
   (``max == min``) standardizes to exactly 0: no NaN, no ``rounding / eps``
   artefact.
+- Overflow-safe: rewards up to the float maximum (or down to the smallest
+  subnormal) standardize correctly; a group beyond about ``3e144`` in magnitude is
+  divided by a power of two first, which is exact (see :mod:`mrgrpo.core.kernels`).
+  Weights so large that the advantages themselves overflow are a ``ValueError``.
 
 Conditioning (:func:`apply_conditioning`) gates one or more channels on a gate
 channel before the advantage is formed. The torch twin lives in
@@ -26,12 +30,16 @@ channel before the advantage is formed. The torch twin lives in
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from mrgrpo.core.checks import (IndexLike, check_condition_indices, check_conditioning, check_ddof, check_eps,
-                                check_mode, check_rewards, check_threshold, check_weights)
+                                check_mode, check_rewards, check_threshold, check_weights, overflow_error,
+                                weights_may_overflow)
 from mrgrpo.core.conventions import BATCH_RESCALE_EPS, CONDITIONING, EPS, MODES
-from mrgrpo.core.kernels import an_advantage, constant_along, na_advantage, single_advantage, standardize
+from mrgrpo.core.kernels import (an_advantage, constant_along, na_advantage, power_of_two_below, single_advantage,
+                                 standardize)
 
 __all__ = [
     "EPS",
@@ -106,7 +114,15 @@ def batch_rescale_advantages(adv, eps: float = BATCH_RESCALE_EPS) -> np.ndarray:
     if a.size < 2:
         raise ValueError(f"batch rescale needs at least 2 advantages, got shape {a.shape}")
     eps = check_eps(eps)
-    return (a - a.mean()) / (a.std(ddof=1) + eps)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, sd = a.mean(), a.std(ddof=1)
+    if not (np.isfinite(mean) and np.isfinite(sd)):  # near the float maximum: rescale by a power of two (exact)
+        if not np.isfinite(a).all():
+            raise ValueError(f"adv contains a non-finite value at index {tuple(np.argwhere(~np.isfinite(a))[0])}")
+        div = power_of_two_below(np.maximum(a.max(), -a.min()))
+        a, eps = a / div, eps / div
+        mean, sd = a.mean(), a.std(ddof=1)
+    return (a - mean) / (sd + eps)
 
 
 # ----------------------------------------------------------------------------
@@ -143,19 +159,24 @@ def compute_advantage_batch(rewards, w, mode: str = "na", eps: float = EPS, *,
     ValueError
         non-finite rewards (group, row and channel named), fewer than 2
         dimensions, ``m < 2``, ``w`` of the wrong length or non-finite,
-        unknown ``mode``, negative ``eps``.
+        unknown ``mode``, negative ``eps``, weights so large that the
+        advantages overflow.
     """
     mode = check_mode(mode)
     r = check_rewards(rewards)
     wv = check_weights(w, r.shape[-1])
     eps = check_eps(eps)
     ddof = check_ddof(ddof, r.shape[-2])
-    if mode == "na":
-        adv = na_advantage(r, wv, eps, ddof)
-    elif mode == "an":
-        adv = an_advantage(r, wv, eps, ddof)
-    else:
-        adv = single_advantage(r, eps, ddof)
+    huge_w = mode != "single" and weights_may_overflow(wv, r.shape[-2])
+    with np.errstate(over="ignore", invalid="ignore") if huge_w else contextlib.nullcontext():
+        if mode == "na":
+            adv = na_advantage(r, wv, eps, ddof)
+        elif mode == "an":
+            adv = an_advantage(r, wv, eps, ddof)
+        else:
+            adv = single_advantage(r, eps, ddof)
+    if huge_w and not np.isfinite(adv).all():
+        raise overflow_error(wv)
     if batch_rescale:
         adv = batch_rescale_advantages(adv)
     return adv

@@ -2,21 +2,24 @@
 
 Same names, same semantics, same conventions (ddof = 0 within-group std,
 ``eps`` added to the std, exactly-constant channels give exactly 0, the gate
-rule ``gate == 1`` or ``gate >= threshold``) and the same validation errors.
-Outputs keep the input's dtype and device (integer or bool input becomes
+rule ``gate == 1`` or ``gate >= threshold``, the same overflow-safe
+power-of-two rescaling of groups near the float maximum, in the input's own
+float type) and the same validation errors. Outputs keep the input's dtype and device (integer or bool input becomes
 ``torch.get_default_dtype()``). Nothing here needs or builds an autograd graph;
 rewards are data, so call it on detached tensors.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from mrgrpo.core.checks import (IndexLike, check_condition_indices, check_conditioning, check_ddof, check_eps,
-                                check_mode, check_threshold)
+                                check_mode, check_threshold, overflow_error, weights_may_overflow)
 from mrgrpo.core.conventions import BATCH_RESCALE_EPS, CONDITIONING, EPS, MODES
+from mrgrpo.core.kernels import safe_exponent
 
 __all__ = [
     "EPS",
@@ -79,12 +82,34 @@ def _check_weights_t(w, R: int, like: torch.Tensor) -> torch.Tensor:
     return wt
 
 
-def _standardize_last(x: torch.Tensor, eps: float, ddof: int = 0) -> torch.Tensor:
+def rescale_divisor(mag: torch.Tensor) -> torch.Tensor | None:
+    """Torch :func:`mrgrpo.core.kernels.rescale_divisor` from ``max |x|`` per group, in ``mag``'s dtype.
+
+    1 inside the dtype's safe window (and for 0), else the power of two that
+    brings ``mag`` into ``[1, 2)``; None when no group needs one (then the
+    caller runs exactly the unscaled arithmetic, bit for bit).
+    """
+    k = safe_exponent(math.frexp(torch.finfo(mag.dtype).max)[1])
+    unsafe = (mag > 2.0 ** k) | ((mag < 2.0 ** -k) & (mag > 0))
+    if not bool(unsafe.any()):
+        return None
+    mantissa, _ = torch.frexp(torch.where(unsafe, mag, torch.ones_like(mag)))
+    # mag = mantissa * 2**e exactly, so mag / (2 * mantissa) = 2**(e - 1) exactly
+    return torch.where(unsafe, mag / (2 * mantissa), torch.ones_like(mag))
+
+
+def _standardize_last(x: torch.Tensor, eps: float | torch.Tensor, ddof: int = 0) -> torch.Tensor:
+    """Standardize along the last axis; ``eps`` a float or a ``(..., 1)`` tensor (already rescaled)."""
     n = x.shape[-1]
+    hi, lo = x.amax(dim=-1, keepdim=True), x.amin(dim=-1, keepdim=True)
+    const = hi == lo
+    div = rescale_divisor(torch.maximum(hi, -lo))
+    if div is not None:
+        x = x / div
+        eps = (eps if isinstance(eps, torch.Tensor) else torch.full_like(div, eps)) / div
     mean = x.mean(dim=-1, keepdim=True)
     d = x - mean
     std = torch.sqrt((d * d).sum(dim=-1, keepdim=True) / (n - ddof))
-    const = x.amax(dim=-1, keepdim=True) == x.amin(dim=-1, keepdim=True)
     denom = torch.where(const, torch.ones_like(std), std + eps)
     return torch.where(const, torch.zeros_like(d), d / denom)
 
@@ -129,6 +154,9 @@ def batch_rescale_advantages(adv, eps: float = BATCH_RESCALE_EPS) -> torch.Tenso
     if a.numel() < 2:
         raise ValueError(f"batch rescale needs at least 2 advantages, got shape {tuple(a.shape)}")
     eps = check_eps(eps)
+    div = rescale_divisor(a.abs().amax())  # None unless the advantages are near the float limits
+    if div is not None:
+        a, eps = a / div, torch.full_like(div, eps) / div
     mean = a.mean()
     d = a - mean
     std = torch.sqrt((d * d).sum() / (a.numel() - 1))
@@ -163,9 +191,17 @@ def compute_advantage_batch(rewards, w, mode: str = "na", eps: float = EPS, *,
             z = _standardize_last(r.transpose(-1, -2), eps, ddof)  # (..., R, m)
             adv = z.transpose(-1, -2) @ wt
         elif mode == "an":
-            adv = _standardize_last(r @ wt, eps, ddof)
+            # w^T r overflows near the float maximum: divide each group by a power of two first (exact)
+            g = rescale_divisor(r.abs().amax(dim=(-2, -1), keepdim=True))  # (..., 1, 1) or None
+            if g is None:
+                adv = _standardize_last(r @ wt, eps, ddof)
+            else:
+                adv = _standardize_last((r / g) @ wt, torch.full_like(g[..., 0], eps) / g[..., 0], ddof)
         else:
             adv = _standardize_last(r[..., 0], eps, ddof)
+        if mode != "single" and weights_may_overflow(wt.double().cpu().numpy(), r.shape[-2]) \
+                and not bool(torch.isfinite(adv).all()):
+            raise overflow_error(wt.double().cpu().numpy())
         if batch_rescale:
             adv = batch_rescale_advantages(adv)
     return adv

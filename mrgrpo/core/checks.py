@@ -6,6 +6,7 @@ into NaN advantages.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence, Union
 
 import numpy as np
@@ -63,6 +64,16 @@ def check_rewards(rewards, *, min_ndim: int = 2, exact_ndim: int | None = None,
     return arr
 
 
+def as_sequence(items, name: str) -> list:
+    """``items`` as a list; ``ValueError`` for a bare ``str``/``bytes`` (never split into characters) or a non-iterable."""
+    if isinstance(items, (str, bytes, bytearray)):
+        raise ValueError(f"{name} must be a sequence, got a single {type(items).__name__} "
+                         f"{items[:40]!r}; wrap it in a list")
+    if items is None or not hasattr(items, "__iter__"):
+        raise ValueError(f"{name} must be a sequence, got {type(items).__name__}")
+    return list(items)
+
+
 def check_weights(w, R: int, *, name: str = "w") -> np.ndarray:
     """Validate a weight vector of length ``R`` (finite; negative weights allowed)."""
     arr = np.asarray(w, dtype=float)
@@ -73,6 +84,24 @@ def check_weights(w, R: int, *, name: str = "w") -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite, got {arr.tolist()}")
     return arr
+
+
+def weights_may_overflow(w: np.ndarray, m: int) -> bool:
+    """Whether ``sum_l w_l z_l`` could overflow for standardized ``|z| <= sqrt(m)``.
+
+    False for every ordinary weight vector; when True the caller checks its
+    result for inf/NaN and raises (:func:`overflow_error`).
+    """
+    with np.errstate(over="ignore"):
+        return not float(np.abs(w).sum()) * math.sqrt(m) < np.finfo(float).max
+
+
+def overflow_error(w) -> ValueError:
+    """The error of an advantage that overflowed because the weights are too large."""
+    with np.errstate(over="ignore"):
+        total = float(np.abs(np.asarray(w, dtype=float)).sum())
+    return ValueError(f"the advantages overflow float range: the weights w (sum |w| = {total:.3g}) are too "
+                      "large; rescale them")
 
 
 def check_channel_index(idx, R: int, *, name: str) -> int:

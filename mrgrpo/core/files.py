@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "fsync_dir"]
+__all__ = ["atomic_path", "atomic_folder", "atomic_write_text", "atomic_write_bytes", "fsync_dir"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -63,3 +64,32 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success it becomes ``path``.
+
+    For writers that fill a whole folder (``save_pretrained``). A folder already at
+    ``path`` is moved aside first and removed after the new one is in place, so a
+    crash leaves the old folder, the new one, or the old one under a hidden name,
+    never a half-written folder at ``path``. A symbolic link at ``path`` is followed:
+    its target is replaced, the link stays.
+    """
+    path = Path(path).resolve()
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp, old = path.with_name(f".{path.name}.tmp-{tag}"), path.with_name(f".{path.name}.old-{tag}")
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)

@@ -16,6 +16,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from mrgrpo.core.checks import as_sequence
+from mrgrpo.core.progress import progress_bar
 from mrgrpo.corpus.types import Rollouts
 from mrgrpo.lm.loader import eos_token_ids, load_model
 from mrgrpo.lm.models import model_label
@@ -124,12 +126,11 @@ class HFBackend:
         m = _positive_int("m", m)
         if self.reward_fn is None:
             raise ValueError("HFBackend has no reward function: pass reward_fn or call set_reward_fn first")
-        items, seeds = as_prompts(list(prompts)), [int(s) for s in seeds]
+        items, seeds = as_prompts(as_sequence(prompts, "prompts")), [int(s) for s in seeds]
         total = len(items) * len(seeds) * m
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=total, desc=f"{self.name} generate", unit="compl", leave=False)
+            bar = progress_bar(total=total, desc=f"{self.name} generate", unit="compl", leave=False)
         t0 = time.perf_counter()
         try:
             done = sample_groups(self.model, self.tokenizer, items, m, seeds, temperature=self.temperature,

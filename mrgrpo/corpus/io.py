@@ -175,6 +175,9 @@ def load_npz(path) -> Corpus:
         raise ValueError(f"{path} is a folder, not an .npz corpus")
     if not path.exists():
         raise FileNotFoundError(f"no such .npz file: {path}")
+    if not zipfile.is_zipfile(path):
+        why = "it is empty" if path.stat().st_size == 0 else "it is not a zip archive (an .npz is one)"
+        raise ValueError(f"{path} is not a readable .npz corpus ({why})")
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.keys())

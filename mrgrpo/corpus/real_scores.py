@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from mrgrpo.core.checks import check_rewards
+from mrgrpo.core.files import atomic_path
 from mrgrpo.lm.models import TINY_MATH
 
 __all__ = ["RealScoreData", "collect", "PAPER_PARAMETERS", "DEFAULT_W", "DEFAULT_M_GRID"]
@@ -82,8 +83,9 @@ class RealScoreData:
     def save(self, path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, rewards=self.rewards, scores=self.scores, n_tokens=self.n_tokens,
-                            channel_names=np.array(self.channel_names), meta=np.array(json.dumps(self.meta)))
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, rewards=self.rewards, scores=self.scores, n_tokens=self.n_tokens,
+                                channel_names=np.array(self.channel_names), meta=np.array(json.dumps(self.meta)))
         return path
 
     @classmethod

@@ -14,6 +14,8 @@ from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from mrgrpo.core.checks import as_sequence
+from mrgrpo.core.progress import progress_bar
 from mrgrpo.corpus.types import Corpus
 from mrgrpo.lm.prompts import as_prompt, as_prompts
 
@@ -79,7 +81,7 @@ def run_corpus(backend: Backend, prompts_with_gold: Iterable, m_grid: Sequence[i
     -------
     Corpus
     """
-    prompts = as_prompts(list(prompts_with_gold), "prompts_with_gold")
+    prompts = as_prompts(as_sequence(prompts_with_gold, "prompts_with_gold"), "prompts_with_gold")
     grid = sorted({int(m) for m in m_grid})
     if not grid or any(m < 2 for m in grid):
         raise ValueError(f"m_grid must be non-empty group sizes >= 2, got {list(m_grid)}")
@@ -87,10 +89,6 @@ def run_corpus(backend: Backend, prompts_with_gold: Iterable, m_grid: Sequence[i
         raise ValueError(f"K_seeds must be a positive int, got {K_seeds!r}")
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
 
     def _gen(m: int, seeds: list) -> list:
         groups = backend.generate_groups(prompts, m, seeds)
@@ -106,7 +104,7 @@ def run_corpus(backend: Backend, prompts_with_gold: Iterable, m_grid: Sequence[i
         return out
 
     sizes = [max(grid)] if subsample_from_max else grid
-    bar = tqdm(sizes, desc=f"rollouts ({backend.name})", disable=len(sizes) < 2) if tqdm else sizes
+    bar = progress_bar(sizes, enabled=len(sizes) >= 2, desc=f"rollouts ({backend.name})")
     rollouts: list = []
     for m in bar:
         ss = np.random.SeedSequence([int(seed)] if subsample_from_max else [int(seed), int(m)])

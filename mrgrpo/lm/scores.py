@@ -31,7 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mrgrpo.core.checks import SeedLike, as_generator
+from mrgrpo.core.checks import SeedLike, as_generator, as_sequence
+from mrgrpo.core.progress import progress_bar
 from mrgrpo.lm.kvcache import cache_kwarg, cache_of
 from mrgrpo.lm.padding import left_pad, position_ids
 from mrgrpo.lm.prompts import encode, render
@@ -173,7 +174,7 @@ def tokenize_pairs(tokenizer, prompts: Sequence[Any], completions: Sequence[Any]
         and any entry is true; with token ids, pass the EOS id inside the completion
         instead and ``eos=False``.
     """
-    prompts, completions = list(prompts), list(completions)
+    prompts, completions = as_sequence(prompts, "prompts"), as_sequence(completions, "completions")
     n = len(prompts)
     if len(completions) != n:
         raise ValueError(f"{n} prompts but {len(completions)} completions")
@@ -339,8 +340,7 @@ def score_projections(model, tokenizer, prompts: Sequence[Any], completions: Seq
     plan = _batch_plan(tok, int(batch_size))
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n * len(dirs), desc="score projections (jvp)", unit="row", leave=False)
+        bar = progress_bar(total=n * len(dirs), desc="score projections (jvp)", unit="row", leave=False)
     try:
         with torch.no_grad(), _math_sdpa():
             for rows in plan:

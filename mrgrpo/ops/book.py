@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from mrgrpo.core.files import atomic_path
+
 __all__ = [
     "resolve_chapter",
     "parameter_names",
@@ -186,6 +188,7 @@ def run_chapter(
     timeout: float | None = None,
     progress_bar: bool = True,
     allow_unknown: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Execute a chapter with papermill and store the executed notebook.
 
@@ -204,6 +207,8 @@ def run_chapter(
         The book's root folder (holding ``chapters/``).
     timeout
         Per-cell timeout in seconds (``None``: no limit).
+    overwrite
+        Replace a stored run at ``out`` (refused otherwise, before anything runs).
 
     Returns
     -------
@@ -236,6 +241,8 @@ def run_chapter(
     if out.parent == src.parent and out.stem == stem:
         raise ValueError(f"{out} would sit beside {src.name}: Sphinx would see one page twice; "
                          f"store runs under chapters/runs/")
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} holds a stored run; pass overwrite=True (--overwrite) to replace it")
     run_name = out.stem
     if not _NAME_RE.match(run_name):
         raise ValueError(f"run name {run_name!r} must be letters, digits, '.', '_' or '-'")
@@ -285,5 +292,6 @@ def run_chapter(
         "chapter": f"chapters/{stem}.md",
         "parameters": {k: repr(v) for k, v in parameters.items()},
     }
-    nbformat.write(executed, out)
+    with atomic_path(out) as tmp:
+        nbformat.write(executed, str(tmp))
     return out

@@ -11,6 +11,7 @@ to find.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Set
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -103,13 +104,19 @@ def score_completions(reward_fn: Any, completions: Sequence[str], prompts: Seque
     Raises
     ------
     ValueError
-        ``completions`` and ``prompts`` differ in length.
+        ``completions`` and ``prompts`` differ in length, or either is a bare
+        string (which would be split into characters).
     RewardFunctionError
         The function raised (chained as ``__cause__``), returned something that is
-        not a flat sequence of numbers, the wrong number of channels, or a NaN or
-        inf; the message names the prompt index, the prompt, the completion and
-        the cause.
+        not a flat sequence of numbers (a string such as ``"101"`` is refused, not
+        read as ``[1, 0, 1]``; so are bytes, dicts and sets), the wrong number of
+        channels, or a NaN or inf; the message names the prompt index, the
+        prompt, the completion and the cause.
     """
+    for name, seq in (("completions", completions), ("prompts", prompts)):
+        if isinstance(seq, (str, bytes, bytearray)):
+            raise ValueError(f"{name} must be a sequence (one item per completion), got a single "
+                             f"{type(seq).__name__} {shorten(str(seq), 40)}; wrap it in a list")
     completions = list(completions)
     prompts = list(prompts)
     if len(completions) != len(prompts):
@@ -129,10 +136,16 @@ def score_completions(reward_fn: Any, completions: Sequence[str], prompts: Seque
                 f"reward function {name} raised {type(exc).__name__}: {exc} at {_where(i, completion, prompt)}",
                 i) from exc
         try:
-            values = [float(v) for v in (raw.tolist() if isinstance(raw, np.ndarray) else raw)]
+            if isinstance(raw, (str, bytes, bytearray, Mapping, Set)):
+                raise TypeError(f"a {type(raw).__name__} is not a sequence of channel scores")
+            items = list(raw.tolist() if isinstance(raw, np.ndarray) else raw)
+            if any(isinstance(v, (str, bytes, bytearray)) for v in items):
+                raise TypeError("a channel score is a string, not a number")
+            values = [float(v) for v in items]
         except (TypeError, ValueError) as exc:
             raise RewardFunctionError(
-                f"reward function {name} returned {shorten(repr(raw), 60)}, not a flat sequence of numbers, "
+                f"reward function {name} returned a {type(raw).__name__} ({repr(raw)[:60]}), "
+                f"not a flat sequence of numbers, "
                 f"at {_where(i, completion, prompt)}", i) from exc
         expected = n_channels if n_channels is not None else (len(rows[0]) if rows else len(values))
         if len(values) != expected:

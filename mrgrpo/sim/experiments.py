@@ -95,8 +95,8 @@ def run_all(scale: float = 1.0, seed: SeedLike = 0, only=None, progress: bool = 
     base = int(seed)
     it = names
     if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(names, desc="Tier-1", unit="exp")
+        from mrgrpo.core.progress import progress_bar
+        it = progress_bar(names, desc="Tier-1", unit="exp")
     out = {}
     for name in it:
         fn, s = EXPERIMENTS[name], base + list(EXPERIMENTS).index(name)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mrgrpo.core.files import atomic_write_text
+
 __all__ = ["write_model_card"]
 
 
@@ -108,5 +110,5 @@ split="test")`, problems whose arithmetic skeleton never occurs in training), re
 {by_steps}
 """
     path = Path(out) / "README.md"
-    path.write_text(text)
+    atomic_write_text(path, text)
     return path

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from mrgrpo.analysis import analyze
+from mrgrpo.core.files import atomic_write_text
 from mrgrpo.corpus import pack_for_analysis, run_corpus, save_npz, save_parquet
 from mrgrpo.corpus.hf import HFBackend
 from mrgrpo.tasks.mini_math import make_mini_math
@@ -86,7 +87,7 @@ def build_mini_corpus(model: str | Path = DEFAULT_MODEL_DIR, out: str | Path = D
                   "corpus.npz": "rewards_m{m} (P, K, m, R) and raw_length_m{m} (P, K, m)"},
     }
     params["summary"] = corpus_summary(corpus)
-    (out / "generation.json").write_text(json.dumps(params, indent=2) + "\n")
+    atomic_write_text(out / "generation.json", json.dumps(params, indent=2) + "\n")
     _write_corpus_readme(out, params)
     return params
 
@@ -153,4 +154,4 @@ bootstrap 95% CI):
 |---:|---:|---:|---:|---:|---:|---:|
 {table}
 """
-    (out / "README.md").write_text(text)
+    atomic_write_text(out / "README.md", text)

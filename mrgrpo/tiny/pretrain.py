@@ -33,6 +33,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mrgrpo.core.files import atomic_folder, atomic_write_text
+
 __all__ = ["TinyConfig", "PretrainResult", "build_model_config", "pretrain", "save_tiny", "answer_correct",
            "training_problems", "encode_examples", "answer_batch",
            "CHAT_TEMPLATE", "alt_answer"]
@@ -298,8 +300,8 @@ def pretrain(cfg: TinyConfig, log: Callable[[str], None] | None = print, progres
     stopped_by = "max_steps"
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.max_steps, desc="pretrain tiny-math", unit="step")
+        from mrgrpo.core.progress import progress_bar
+        bar = progress_bar(total=cfg.max_steps, desc="pretrain tiny-math", unit="step")
     running = 0.0
     step = 0
     for step in range(1, cfg.max_steps + 1):
@@ -352,19 +354,19 @@ def pretrain(cfg: TinyConfig, log: Callable[[str], None] | None = print, progres
 def save_tiny(result: PretrainResult, out: str | Path) -> Path:
     """Write the model, the tokenizer and ``training.json`` to ``out``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    result.model.save_pretrained(out, safe_serialization=True)
-    result.tokenizer.save_pretrained(out)
+    with atomic_folder(out) as tmp:
+        result.model.save_pretrained(tmp, safe_serialization=True)
+        result.tokenizer.save_pretrained(tmp)
     # name the class transformers instantiates for model_type qwen2 anyway (5.x forces it; 4.x reads
     # this and loads the fast Qwen2 tokenizer from tokenizer.json)
     tc_path = out / "tokenizer_config.json"
     tc = json.loads(tc_path.read_text())
     tc["tokenizer_class"] = "Qwen2Tokenizer"
-    tc_path.write_text(json.dumps(tc, indent=2) + "\n")
+    atomic_write_text(tc_path, json.dumps(tc, indent=2) + "\n")
     for f in out.iterdir():
         if f.is_file():
             f.chmod(0o644)  # safetensors are written owner-only; the repo ships them readable
     record = {"config": asdict(result.config), "best_step": result.best_step, "steps_run": result.steps_run,
               "stopped_by": result.stopped_by, "seconds": round(result.seconds, 1), "history": result.history}
-    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(out / "training.json", json.dumps(record, indent=2) + "\n")
     return out

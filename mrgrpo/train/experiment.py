@@ -62,7 +62,7 @@ def compare_estimators(modes: Sequence[str], seeds: Sequence[int], make_config: 
         ``(evals, curves, untrained)``.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    from mrgrpo.core.progress import progress_bar
 
     from .trainer import GRPOTrainer
 
@@ -76,7 +76,7 @@ def compare_estimators(modes: Sequence[str], seeds: Sequence[int], make_config: 
         raise ValueError("eval_prompts is empty: the comparison is on held-out prompts")
     runs = [(m, s) for m in modes for s in seeds]
     evals, curves, untrained = [], [], None
-    for mode, seed in tqdm(runs, desc="runs", disable=not progress):
+    for mode, seed in progress_bar(runs, enabled=progress, desc="runs"):
         trainer = GRPOTrainer(make_config(mode, seed), reward_fn, list(train_prompts),
                               eval_prompts=list(eval_prompts))
         keys = [*trainer.channel_names, "aggregate"]
@@ -144,22 +144,23 @@ def evaluate_adapters(model: str, adapters: Mapping[str, str], reward_fn: Any, p
     pandas.DataFrame
         Index: the labels; columns: each channel's mean and ``aggregate``.
     """
-    import numpy as np
     import pandas as pd
 
-    from mrgrpo.core.checks import check_weights
+    from mrgrpo.core.checks import as_sequence, check_weights
     from mrgrpo.lm.loader import load_model
     from mrgrpo.lm.sampling import sample_completions
+    from mrgrpo.rewards.base import score_completions
 
     names = list(reward_fn.channel_names)
     w = check_weights(weights, len(names))
+    prompts = as_sequence(prompts, "prompts")
     if not prompts:
         raise ValueError("prompts is empty")
     rows = {}
     for label, adapter in adapters.items():
         lm, tok = load_model(model, device=device, dtype=dtype, adapter=adapter)
         outs = sample_completions(lm, tok, list(prompts), n=1, temperature=0.0, max_new_tokens=max_new_tokens)
-        r = np.array([reward_fn(o[0], p) for o, p in zip(outs, prompts)], dtype=float)  # (P, R)
+        r = score_completions(reward_fn, [o[0] for o in outs], list(prompts), n_channels=len(names))  # (P, R)
         rows[label] = {**dict(zip(names, r.mean(axis=0))), "aggregate": float((r @ w).mean())}
         del lm
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from mrgrpo.core.advantage_torch import apply_conditioning, compute_advantage_batch
+from mrgrpo.core.files import atomic_folder
 from mrgrpo.lm.loader import eos_token_ids, load_model
 from mrgrpo.lm.padding import left_pad
 from mrgrpo.lm.prompts import as_prompts, encode, render
@@ -422,11 +423,10 @@ class GRPOTrainer:
         """Write the adapter (``peft.PeftModel.from_pretrained`` loads it) or the full model."""
         if self.model is None:
             raise RuntimeError("nothing to save: the model is not loaded (call train() first)")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(path))
-        self.tokenizer.save_pretrained(str(path))
-        return path
+        with atomic_folder(path) as tmp:
+            self.model.save_pretrained(str(tmp))
+            self.tokenizer.save_pretrained(str(tmp))
+        return Path(path)
 
     def _state(self) -> dict:
         return {"step": self.step, "history": self.history, "eval_history": self.eval_history,
