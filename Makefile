@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM = false
 export HF_HUB_OFFLINE = 1
 export MPLBACKEND = Agg
 
-.PHONY: setup setup-verl test book book-check clean-book screenshots bench
+.PHONY: setup setup-verl test book book-check clean-book screenshots bench notebooks
 
 setup: $(STAMP)
 
@@ -40,25 +40,34 @@ $(VERL_STAMP): pyproject.toml
 
 ## Run the test suite (CPU, offline): the main suite, then the verl tests in .venv-verl. The cloud tests
 ## start a real sshd on loopback; scripts/ensure_sshd.sh installs openssh-server when it is missing.
+## tests/test_book_html.py reads the built book: `make book` runs it after the build.
 test: setup setup-verl
 	bash scripts/ensure_sshd.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/test_integrations_verl.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/test_integrations_verl.py --ignore=tests/test_book_html.py
 	$(VERL_BIN)/python -m pytest -q -p no:cacheprovider tests/test_integrations_verl.py
 
 ## Build the book: execute every chapter at CPU scale and render HTML into _build/html.
 ## MathJax is vendored first (scripts/vendor_mathjax.sh) so math renders offline.
+## Then check every link and launch URL offline, and read the pages for build debris.
 book: setup
 	./scripts/vendor_mathjax.sh
+	$(BIN)/python scripts/sync_notebooks.py --check
 	JUPYTER_DATA_DIR=$(CURDIR)/_build/.jupyter JUPYTER_RUNTIME_DIR=$(CURDIR)/_build/.jupyter/runtime \
 	  PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter-book build -W --keep-going .
+	$(BIN)/python scripts/check_book_links.py _build/html
+	BOOK_HTML=$(CURDIR)/_build/html $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_book_html.py
 	@echo "book: open _build/html/index.html"
+
+## Rewrite notebooks/ (what the Colab and Binder buttons open) after editing a chapter.
+notebooks: setup
+	$(BIN)/python scripts/sync_notebooks.py
 
 clean-book:
 	rm -rf _build _static_vendor
 
 ## Screenshot every rendered chapter with headless Chromium into _build/screenshots.
 screenshots:
-	$(BIN)/python scripts/screenshot_book.py _build/html _build/screenshots
+	$(BIN)/python scripts/screenshot_book.py _build/html _build/screenshots --full
 
 ## Speed benchmarks (ratios against named baselines, measured in one run).
 bench: setup

@@ -6,8 +6,10 @@ Usage::
     python scripts/screenshot_book.py [_build/html] [_build/screenshots] [--width 1280 --height 2400]
 
 Every ``chapters/**/*.html`` page (stored runs included) becomes one PNG named
-after its path (``chapters/runs/x.html`` -> ``runs__x.png``). Chromium runs
-offline with a throw-away profile; MathJax must be vendored locally
+after its path (``chapters/runs/x.html`` -> ``runs__x.png``). With ``--full`` the
+whole page is captured in a tall window and cut into tiles of ``--height`` pixels
+(``x.png``, ``x__2.png``, ...), so every part of a long chapter can be looked at.
+Chromium runs offline with a throw-away profile; MathJax must be vendored locally
 (``scripts/vendor_mathjax.sh``) for equations to render. Exits non-zero when
 Chromium is missing or a page gives no screenshot.
 """
@@ -72,6 +74,31 @@ def screenshot(chromium: str, page: Path, out: Path, width: int, height: int, bu
     return dt
 
 
+def tile(png: Path, height: int) -> list[Path]:
+    """Trim the blank bottom of a tall capture and cut it into tiles: ``x.png``, ``x__2.png``, ...
+
+    The page's last line is found in the middle of the window (the text column), as the
+    last inked row before the first blank stretch of ``height`` rows: the sidebars and the
+    footer stretch to fill a tall window whatever the page's length.
+    """
+    import numpy as np
+    from PIL import Image
+
+    img = Image.open(png).convert("RGB")
+    arr = np.asarray(img, dtype=np.int16)
+    middle = arr[:, img.width // 5: 4 * img.width // 5]
+    inked = np.nonzero((np.abs(middle - middle[:1, :1, :]).sum(axis=2) > 30).any(axis=1))[0]
+    gaps = np.nonzero(np.diff(inked) > height)[0]
+    last = inked[gaps[0]] if gaps.size else (inked[-1] if inked.size else height)
+    bottom = min(img.height, int(last) + 40)
+    out = []
+    for i, top in enumerate(range(0, bottom, height)):
+        path = png if i == 0 else png.with_name(f"{png.stem}__{i + 1}.png")
+        img.crop((0, top, img.width, min(top + height, bottom))).save(path)
+        out.append(path)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("html_root", nargs="?", default="_build/html")
@@ -80,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--height", type=int, default=2400)
     ap.add_argument("--budget-ms", type=int, default=8000, help="Chromium virtual time budget per page")
     ap.add_argument("--only", default=None, help="screenshot only pages whose path contains this text")
+    ap.add_argument("--full", action="store_true", help="capture whole pages, cut into tiles of --height")
+    ap.add_argument("--full-height", type=int, default=16000, help="window height of a --full capture")
     args = ap.parse_args(argv)
 
     html_root = Path(args.html_root)
@@ -92,9 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         out = out_dir / png_name(page, html_root)
         out.unlink(missing_ok=True)
+        for old in out_dir.glob(f"{out.stem}__*.png"):
+            old.unlink()
         try:
-            dt = screenshot(chromium, page, out, args.width, args.height, args.budget_ms)
-            print(f"{out}  ({dt:.1f} s)")
+            dt = screenshot(chromium, page, out, args.width, args.full_height if args.full else args.height,
+                            args.budget_ms)
+            tiles = tile(out, args.height) if args.full else [out]
+            print(f"{out}  ({dt:.1f} s, {len(tiles)} tile{'s' if len(tiles) > 1 else ''})")
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             failures += 1
             print(f"FAILED {page}: {exc}", file=sys.stderr)

@@ -329,6 +329,7 @@ SMALL = {
     "planner": {"n_boot": 200},
     "tier3": {"steps": 2, "seeds": [0], "n_train": 8, "n_eval": 8},
     "real_scores": {"n_prompts": 6, "K": 3, "m_max": 16, "n_boot": 100},
+    "integrations": {"steps": 2, "n_train": 16, "batch_prompts": 2, "m": 4, "max_new_tokens": 24},
     "rerun": {},
 }
 
@@ -355,13 +356,144 @@ def test_chapter_executes(page, tmp_path):
     assert n_png >= n_show, f"{name}: {n_show} plt.show() calls but only {n_png} figures in the outputs"
 
 
+def _glued_keys(text: str) -> set[str]:
+    """Keys a chapter glues: literal ``glue("key", ...)`` calls and ``dashboard_entries("prefix", ...)`` rows."""
+    keys = set(re.findall(r'glue\("([^"]+)"', text))
+    for prefix in re.findall(r'dashboard_entries\(\s*"(\w+)"', text):
+        keys |= {f"{prefix}_{field}" for field in ("claim", "paper", "ours", "verdict")}
+    return keys
+
+
 @pytest.mark.parametrize("page", chapter_files())
 def test_glued_names_are_defined(page):
     # A {glue:text} role whose key no cell glues fails the build only at the very end.
     text = (ROOT / f"{page}.md").read_text()
-    defined = set(re.findall(r'glue\("([^"]+)"', text))
+    defined = _glued_keys(text)
     computed_keys = re.search(r"glue\((?!\")", text) is not None  # glue(key, ...) with a variable key
     for key_fmt in re.findall(r"\{glue:[a-z]*\}`([^`]+)`", text):
+        assert "}" not in key_fmt, f"{page}: stray brace in {key_fmt!r}"
+        if "::" in key_fmt:  # another page's value: chapter.md::key:format
+            doc, rest = key_fmt.split("::", 1)
+            key = rest.rsplit(":", 1)[0] if rest.count(":") else rest
+            assert rest.count(":") == 1, f"{page}: cross-page glue {key_fmt!r} needs a format (e.g. ':s')"
+            target = (ROOT / page).parent / doc
+            assert target.is_file(), f"{page}: glue from missing page {doc}"
+            assert key in _glued_keys(target.read_text()), f"{page}: {doc} glues no {key!r}"
+            continue
         key = key_fmt.split(":")[0]
         assert computed_keys or key in defined, f"{page}: {{glue}} uses {key!r}, which no cell glues"
-        assert "}" not in key_fmt, f"{page}: stray brace in {key_fmt!r}"
+    for key, doc in re.findall(r"```\{glue:any\} (\S+)\n:doc: (\S+)", text):
+        assert key in _glued_keys(((ROOT / page).parent / doc).read_text()), f"{page}: {doc} glues no {key!r}"
+
+
+@pytest.mark.parametrize("page", chapter_files())
+def test_glue_cells_are_hidden(page):
+    # Glue calls are bookkeeping: the reader sees the calls that matter, not these.
+    nb = jupytext.read(ROOT / f"{page}.md")
+    shown = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "code" and "glue(" in c.source
+             and not {"remove-input", "remove-cell"} & set(c.metadata.get("tags", []))]
+    assert not shown, f"{page}: cells that glue must be tagged remove-input: {shown}"
+
+
+def _yes_no_literals(source: str) -> list[str]:
+    """String literals "yes"/"no" that are not the branches of a conditional expression."""
+    import ast
+
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    tree = ast.parse(code)
+    allowed = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.IfExp):
+            allowed |= {id(node.body), id(node.orelse)}
+    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+            and isinstance(node.value, str) and node.value.strip().lower() in ("yes", "no") and id(node) not in allowed]
+
+
+@pytest.mark.parametrize("page", chapter_files())
+def test_no_hard_coded_verdicts(page):
+    # A verdict about a number is computed from it: no literal "yes"/"no" outside a
+    # conditional, and no bold verdict word typed into the prose.
+    nb = jupytext.read(ROOT / f"{page}.md")
+    literals = [lit for c in nb.cells if c.cell_type == "code" for lit in _yes_no_literals(c.source)]
+    assert not literals, f"{page}: hard-coded {literals}"
+    prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    typed = re.findall(r"\*\*(Reproduced|Not reproduced|Verified|Falsified|Confirmed|Holds)\b", prose)
+    assert not typed, f"{page}: verdict words typed into the prose: {typed}"
+
+
+def test_no_hard_coded_verdict_detector_can_fail():
+    assert _yes_no_literals('rows = [("fig2b: pure a/m rejected", "yes", "yes")]') == ["yes", "yes"]
+    assert _yes_no_literals('x = "yes" if ok else "no"') == []
+
+
+def _load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_colab_notebooks_are_in_sync():
+    # The launch buttons open notebooks/<chapter>.ipynb; they must match the chapters.
+    sync = _load_script("sync_notebooks")
+    stale = sync.stale_notebooks()
+    assert not stale, f"run python scripts/sync_notebooks.py: {stale}"
+    assert sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")) == sorted(
+        Path(c).name for c in sync.toc_chapters())
+
+
+def test_colab_notebook_setup_uses_the_configured_repository(tmp_path):
+    sync = _load_script("sync_notebooks")
+    nb = nbformat.reads(sync.paired_notebook("chapters/intro"), as_version=4)
+    setup = nb.cells[0]
+    assert sync.SETUP_TAG in setup.metadata["tags"]
+    assert config()["repository"]["url"] in setup.source
+    assert '"google.colab" in sys.modules' in setup.source
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    # the check can fail: an edited notebook is reported
+    book = tmp_path / "book"
+    for rel in ("_toc.yml", "_config.yml", "chapters", "notebooks"):
+        src = ROOT / rel
+        if src.is_dir():
+            import shutil
+
+            shutil.copytree(src, book / rel, ignore=shutil.ignore_patterns("runs", "_static", "_ext"))
+        else:
+            (book / rel).parent.mkdir(parents=True, exist_ok=True)
+            (book / rel).write_text(src.read_text())
+    assert sync.stale_notebooks(book) == []
+    (book / "notebooks" / "intro.ipynb").write_text("{}")
+    assert sync.stale_notebooks(book) == ["notebooks/intro.ipynb"]
+
+
+def test_launch_links_point_at_paired_notebooks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("launch_links", ROOT / "chapters" / "_ext" / "launch_links.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    assert ext.paired_notebook("chapters/thm3") == "notebooks/thm3.ipynb"
+    assert ext.paired_notebook("chapters/runs/thm3_paper_scale") is None
+    cfg = config()
+    assert "launch_links" in cfg["sphinx"]["local_extensions"]
+    assert "notebooks" in cfg["exclude_patterns"]
+
+
+def test_pages_that_paste_other_pages_glue_are_always_reread():
+    # The intro's dashboard pastes the chapters' glued values: an incremental build must
+    # re-read it whenever it runs, or the dashboard keeps old numbers.
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("glue_dependencies",
+                                                  ROOT / "chapters" / "_ext" / "glue_dependencies.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    docs = [p for p in toc_pages()]
+    env = SimpleNamespace(found_docs=set(docs), doc2path=lambda d: str(ROOT / f"{d}.md"))
+    assert ext.pages_with_cross_page_glue(env) == ["chapters/intro"]
+    assert ext.outdated(None, env, set(), set(), set()) == ["chapters/intro"]
+    assert ext.outdated(None, env, set(), {"chapters/intro"}, set()) == []
+    assert "glue_dependencies" in config()["sphinx"]["local_extensions"]

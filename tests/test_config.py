@@ -33,6 +33,7 @@ from mrgrpo.train.config import PRESETS, RESUME_MAY_CHANGE, GRPOConfig, resume_c
     (dict(resume=True, overwrite=True, out_dir="x"), "choose one"),
     (dict(dtype="fp8"), "dtype"),
     (dict(adv_ddof=2), "adv_ddof"),
+    (dict(engine="verl"), "engine"),
     (dict(adam_betas=(0.9, 1.0)), r"adam_betas must be in \[0, 1\)"),
     (dict(use_lora="yes"), "use_lora must be True or False"),
     (dict(use_chat_template="yes"), "unknown use_chat_template"),
@@ -92,8 +93,10 @@ def test_presets_keep_their_values():
     assert paper.model == "Qwen/Qwen2.5-1.5B-Instruct"
     assert (paper.lora_r, paper.lora_alpha, paper.n_steps, paper.batch_prompts, paper.m) == (16, 32, 500, 4, 8)
     assert (paper.lr, paper.kl_coef, paper.weights, paper.adam_betas) == (5e-6, 0.05, (1.0, 1.0, 0.5), (0.9, 0.95))
+    assert (paper.engine, paper.dtype) == ("trl", "bfloat16") and cfg.engine == "ours"  # paper scale runs on TRL
     tiny = GRPOConfig.tiny()
-    assert (tiny.model, tiny.lr, tiny.n_steps, tiny.eval_temperature) == ("tiny-math", 3e-3, 20, 1.0)
+    assert (tiny.model, tiny.lr, tiny.n_steps, tiny.eval_temperature, tiny.engine) == ("tiny-math", 3e-3, 20, 1.0,
+                                                                                        "ours")
     assert all(m.startswith("layers.3.") for m in tiny.lora_target_modules)
     assert GRPOConfig.tiny(lr=1e-2).lr == 1e-2 and GRPOConfig.from_preset("tiny") == tiny
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
@@ -125,7 +128,7 @@ def test_task_settings_are_checked_too():
 #: test below fails until it is, so nobody adds a field that resume silently ignores.
 CHANGED = dict(
     model="other/model", use_lora=False, lora_r=8, lora_alpha=16, lora_dropout=0.1, lora_target_modules=("q_proj",),
-    device="cpu", dtype="float32", mode="an", weights=(1.0, 1.0, 1.0), adv_eps=1e-4, adv_ddof=1,
+    device="cpu", dtype="float32", engine="trl", mode="an", weights=(1.0, 1.0, 1.0), adv_eps=1e-4, adv_ddof=1,
     batch_rescale=True, conditioning="zero_fill", gate_idx=2, cond_idx=(1, 2), cond_threshold=0.5, n_steps=300,
     batch_prompts=2, m=4, max_new_tokens=32, temperature=0.7, clip_eps=0.3, num_iterations=2, kl_coef=0.0,
     loss_aggregation="sequence", mask_truncated=True, lr=2e-3, weight_decay=0.1, adam_betas=(0.8, 0.9),
@@ -171,6 +174,9 @@ def test_resume_compares_the_task_settings_and_reads_older_checkpoints():
     older = {k: v for k, v in saved.items() if k != "mask_truncated"}
     assert resume_conflicts(older, cfg) == []
     assert resume_conflicts(older, cfg.replace(mask_truncated=True)) == ["mask_truncated: False -> True"]
-    assert resume_conflicts({**saved, "engine": "trl"}, cfg)[0].startswith("engine: 'trl' -> (not a field")
+    assert resume_conflicts({**saved, "future_knob": 1}, cfg)[0].startswith("future_knob: 1 -> (not a field")
+    # a checkpoint from before the engine field was trained by mrgrpo's own trainer
+    assert resume_conflicts({k: v for k, v in saved.items() if k != "engine"}, cfg.replace(engine="trl")) == \
+        ["engine: 'ours' -> 'trl'"]
     # the same channel written as 1 or [1]
     assert resume_conflicts({**saved, "cond_idx": [1]}, cfg) == []

@@ -1,9 +1,10 @@
 """environment.yml (Binder, conda) and pyproject.toml must list the same dependencies.
 
-Every requirement of pyproject's core dependencies and of the llm, book, data and
-dev extras must appear in environment.yml's pip section with a compatible spec
-(the same specifier, or a pin that satisfies pyproject's specifier), and every
-pip entry of environment.yml must come from pyproject.
+Every requirement of pyproject's core dependencies and of the llm, book and data
+extras (what the chapters need) must appear in environment.yml's pip section with a
+compatible spec (the same specifier, or a pin that satisfies pyproject's specifier),
+every pip entry of environment.yml must come from pyproject, and nothing only the
+dev extra needs (test tools, benchmark baselines) may be installed on Binder.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ else:  # pragma: no cover - the project's CI runs 3.11
     tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ("llm", "book", "data", "dev")
+EXTRAS = ("llm", "book", "data")  # Binder runs chapters, not tests: no "dev"
 CONDA_ONLY = {"python", "pip", "nodejs"}
 
 
@@ -102,6 +103,14 @@ def test_every_environment_dependency_is_in_pyproject():
     py = pyproject_requirements()
     extra = [name for name in environment_pip_requirements() if name not in py]
     assert not extra, f"in environment.yml but not in pyproject.toml: {extra}"
+
+
+def test_binder_installs_no_dev_only_tools():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    dev_only = {canonicalize_name(Requirement(r).name) for r in data["dev"]} - set(pyproject_requirements())
+    leaked = sorted(dev_only & set(environment_pip_requirements()))
+    assert dev_only, "the dev extra has no dev-only packages: this test checks nothing"
+    assert not leaked, f"environment.yml installs dev-only packages on Binder: {leaked}"
 
 
 def test_torch_is_the_pinned_cpu_build():

@@ -299,3 +299,43 @@ def test_example_reward_function_feeds_the_estimator():
     r = np.stack([ntb[k] for k in keys], axis=1)
     want = compute_advantage_batch(apply_conditioning(r, 0, [1], "zero_fill"), list(cfg.algorithm.gdpo_reward_weights))
     np.testing.assert_allclose(adv[:, 0].numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# verl's own gdpo: the row of mrgrpo.integrations.engine_conventions, checked on verl's code
+# ---------------------------------------------------------------------------------------------
+def _gdpo(mask, uid, ntb):
+    """verl 0.9.1's gdpo estimator on per-channel rewards; its per-row advantage (one value per response)."""
+    bs, T = mask.shape
+    batch = {"prompts": torch.zeros(bs, 2), "attention_mask": torch.cat([torch.ones(bs, 2), mask], 1).long()}
+    adv, _ = core_algos.get_adv_estimator_fn("gdpo")(torch.zeros_like(mask), mask, uid, config=algo_config(),
+                                                     non_tensor_batch=ntb, batch=batch)
+    return adv
+
+
+def test_verls_gdpo_is_the_recorded_convention():
+    from mrgrpo.integrations.engine_conventions import ENGINE_CONVENTIONS, engine_na_advantages
+
+    row = ENGINE_CONVENTIONS["verl"]
+    assert (row.ddof, row.eps, row.after_sum) == (1, 1e-6, "whiten")
+    r, order, uid, mask, ntb = make_batch(G=6, m=4, T=7)
+    lengths = mask.sum(1).numpy()  # verl reads each response's reward at its last token
+    adv = _gdpo(mask, uid, ntb)
+    got, len_grouped = np.zeros(r.shape[:2]), np.zeros(r.shape[:2])
+    for i, j in enumerate(order):  # verl's row i is rollout j of the (G, m) batch
+        g, s = divmod(int(j), r.shape[1])
+        got[g, s], len_grouped[g, s] = adv[i, int(lengths[i]) - 1], lengths[i]
+    want = engine_na_advantages(r, W, "verl", lengths=len_grouped)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # the check can fail: ignoring the lengths, or the paper's convention, gives other advantages
+    for other in (engine_na_advantages(r, W, "verl"), engine_na_advantages(r, W, "mrgrpo")):
+        assert np.abs(other - want).max() > 1e-2
+
+
+def test_a_none_reward_reaches_every_advantage_in_verls_gdpo():
+    r, order, uid, mask, ntb = make_batch(G=3, m=4)
+    length = ntb["length"].astype(object)
+    length[0] = None
+    ntb["length"] = length
+    adv = _gdpo(mask, uid, ntb)
+    assert bool(torch.isnan(adv[mask.bool()]).all())  # one None: the whole batch is NaN

@@ -208,6 +208,13 @@ def test_save_loads_with_peft_and_files_are_written(tiny_path, tmp_path):
     assert list(table.index) == [2, 3]  # every 2 steps and at the end
     assert {"has_a", "digits", "short", "aggregate"} <= set(table.columns)
     assert (out / "eval.csv").exists()
+    # every evaluated reply is kept, and its rewards are the ones the evaluation averaged
+    samples = json.loads((out / "eval_samples.json").read_text())
+    assert [s["step"] for s in samples] == [2, 2, 3, 3]
+    last = [s for s in samples if s["step"] == 3]
+    assert np.mean([s["digits"] for s in last]) == pytest.approx(table.loc[3, "digits"])
+    assert np.mean([s["n_tokens"] for s in last]) == pytest.approx(table.loc[3, "completion_len"])
+    assert all(three_channel(s["completion"], None) == [s["has_a"], s["digits"], s["short"]] for s in samples)
 
 
 # ------------------------------------------------------------------ faults
@@ -318,9 +325,11 @@ def test_rollout_masks_train_the_first_eos_and_mark_truncation(tiny_path):
 
 
 def test_lr_schedule_warmup_then_constant_or_linear_decay():
+    from mrgrpo.train.schedule import lr_lambda
+
     def factors(**kw):
-        tr = GRPOTrainer(GRPOConfig(model="/nonexistent/model", n_steps=10, **kw), three_channel, PROMPTS)
-        return [tr._lr_factor(s) for s in range(10)]
+        f = lr_lambda(GRPOConfig(model="/nonexistent/model", n_steps=10, **kw))
+        return [f(s) for s in range(10)]
 
     assert factors() == [1.0] * 10
     assert factors(warmup_steps=4)[:5] == [0.25, 0.5, 0.75, 1.0, 1.0]

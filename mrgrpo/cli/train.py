@@ -6,8 +6,13 @@ the command line and the Python API cannot drift apart.
 
 Defaults come from a preset, chosen explicitly with --preset (never guessed from
 the model): tiny (the default: the shipped tiny policy's recipe, on a CPU), paper
-(Qwen2.5-1.5B-Instruct with the paper's hyperparameters, for a GPU) or none
-(GRPOConfig()'s own defaults). Each flag's bracket shows its default and, where
+(Qwen2.5-1.5B-Instruct with the paper's hyperparameters, on the TRL engine in bf16,
+for one or several GPUs) or none (GRPOConfig()'s own defaults).
+
+Two engines run the same config and write the same run folder: --engine ours
+(mrgrpo's GRPOTrainer, one process; the tiny preset's default) and --engine trl
+(TRL's GRPOTrainer with mrgrpo's advantages; the paper preset's default), which
+scales with accelerate (configs/accelerate/). Each flag's bracket shows its default and, where
 the presets differ, every preset's value. Lists are comma-separated (--weights
 1,1,0.5); optional values accept "none"; booleans are --flag / --no-flag.
 
@@ -15,7 +20,10 @@ Examples:
 
     mrgrpo train --mode na --n-steps 50                        # tiny policy, mini-math, CPU
     mrgrpo train --mode an --weights 1,1,0.5 --m 8 --out runs/an
-    mrgrpo train --preset paper --task fintech --out runs/fin-na    # Qwen2.5-1.5B, GPU
+    mrgrpo train --preset paper --task fintech --out runs/fin-na    # Qwen2.5-1.5B, TRL engine, one GPU
+    accelerate launch --config_file configs/accelerate/gpu_multi.yaml --num_processes 4 \
+        -m mrgrpo train --preset paper --task fintech --out runs/fin-na   # 4 GPUs
+    mrgrpo train --engine trl --n-steps 5 --out runs/trl-tiny      # the tiny policy through TRL, CPU
     mrgrpo train --out runs/an --resume                        # continue an interrupted run
     mrgrpo train --out runs/an --overwrite                     # replace the run in runs/an
     mrgrpo train --preset none --model DIR --lora-target-modules q_proj,v_proj
@@ -98,6 +106,18 @@ def describe_evaluation(cfg: Any, n_prompts: int) -> str:
     return f"{n_prompts} prompts, one completion each, {how}; channel means"
 
 
+def check_resume(cfg: Any) -> None:
+    """A resumed run must be the same run (engine included): checked on the recorded config before anything loads."""
+    if not (cfg.resume and cfg.out_dir):
+        return
+    from mrgrpo.train.checkpoint import read_run_config
+    from mrgrpo.train.config import resume_conflicts
+    from mrgrpo.train.run_guard import refuse_resume
+
+    recorded, path = read_run_config(cfg.out_dir)
+    refuse_resume(path or cfg.out_dir, resume_conflicts(recorded, cfg) if recorded else [])
+
+
 def handler(args) -> int:
     cfg, settings = build_config(args)
     from mrgrpo.tasks.gsm8k import DatasetUnavailableError
@@ -111,6 +131,11 @@ def handler(args) -> int:
 
     resolve_model(cfg.model)  # a clear error for a missing folder or tiny policy, before anything loads
     check_preset_fits(args, cfg)
+    check_resume(cfg)
+    if cfg.engine == "trl":
+        from mrgrpo.integrations.trl_engine import process_count, trl_arguments
+
+        trl_arguments(cfg, "unused", process_count())  # the engine's own checks, before any model loads
     with loading_bars(cfg.progress), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # peft
         try:  # the math tasks count lengths in the policy's tokens, so they load its tokenizer
@@ -120,15 +145,17 @@ def handler(args) -> int:
             first = str(exc).strip().splitlines()[0].rstrip(".")
             raise ValueError(f"{first}; offline, pass --gsm8k-path FILE (a local GSM8K .jsonl or .parquet)") \
                 from None
-        from mrgrpo.train import GRPOTrainer
+        from mrgrpo.integrations.engines import make_trainer
 
-        trainer = GRPOTrainer(cfg, setup.reward_fn, setup.train_prompts, eval_prompts=setup.eval_prompts or None,
-                              run_info=settings.to_dict())
+        trainer = make_trainer(cfg, setup.reward_fn, setup.train_prompts, eval_prompts=setup.eval_prompts or None,
+                               run_info=settings.to_dict())
         if setup.eval_prompts and not cfg.resume:
             trainer.evaluate()  # the untrained policy, for comparison
         history = trainer.train()
+    if not getattr(trainer, "is_main_process", True):
+        return 0  # under accelerate launch, the main process reports
     last = history[-1]
-    print(f"trained {trainer.step} steps ({cfg.mode}); last step: "
+    print(f"trained {trainer.step} steps ({cfg.mode}, engine {cfg.engine}); last step: "
           + ", ".join(f"{n}={last[f'reward/{n}']:.3f}" for n in trainer.channel_names))
     if trainer.eval_history:
         print(f"held-out evaluation ({describe_evaluation(cfg, len(setup.eval_prompts))}):")

@@ -7,6 +7,13 @@ function per channel that scores a whole batch. :func:`channel_reward_funcs` mak
 turns prompt items (``{"prompt": ..., "gold": ...}``) into the ``datasets.Dataset`` whose
 extra columns TRL hands back to the reward functions. No TRL import: these are plain
 callables and a dataset.
+
+:func:`engine_dataset` is what the TRL engine (:mod:`mrgrpo.integrations.trl_engine`) uses
+instead: each row holds the prompt exactly as mrgrpo's own trainer renders it (a chat
+list, which TRL puts through the same chat template, or the finished text) and the
+index of its prompt item (:data:`ITEM_INDEX`), so that the reward functions of
+``channel_reward_funcs(reward_fn, items)`` see the very items ``GRPOTrainer`` would
+hand them.
 """
 from __future__ import annotations
 
@@ -16,7 +23,10 @@ import numpy as np
 
 from mrgrpo.rewards.base import score_completions
 
-__all__ = ["channel_reward_funcs", "prompt_dataset", "ChannelReward"]
+__all__ = ["channel_reward_funcs", "prompt_dataset", "engine_dataset", "ChannelReward", "ITEM_INDEX"]
+
+#: The dataset column of :func:`engine_dataset` that holds each row's prompt-item index.
+ITEM_INDEX = "mrgrpo_item"
 
 # keyword arguments TRL adds to every reward call that are not dataset columns
 _TRL_KWARGS = {"trainer_state", "log_extra", "log_metric", "environments", "completion_ids"}
@@ -32,18 +42,25 @@ def _text(completion: Any) -> str:
 class _BatchScores:
     """Scores a batch on every channel once; the channel functions read their column."""
 
-    def __init__(self, reward_fn: Any):
+    def __init__(self, reward_fn: Any, items: Sequence[Any] | None = None):
         self.reward_fn = reward_fn
+        self.items = None if items is None else list(items)
         self._key: tuple | None = None
         self._scores: np.ndarray | None = None
+
+    def _items(self, prompts: Sequence[Any], columns: dict) -> list:
+        if self.items is not None:
+            if ITEM_INDEX not in columns:
+                raise ValueError(f"the dataset has no {ITEM_INDEX!r} column: build it with engine_dataset")
+            return [self.items[int(i)] for i in columns[ITEM_INDEX]]
+        return [{"prompt": p, **{k: v[i] for k, v in columns.items()}} if columns else p
+                for i, p in enumerate(prompts)]
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], columns: dict) -> np.ndarray:
         texts = [_text(c) for c in completions]
         key = (tuple(map(repr, prompts)), tuple(texts), tuple((k, repr(v)) for k, v in sorted(columns.items())))
         if key != self._key:
-            items = [{"prompt": p, **{k: v[i] for k, v in columns.items()}} if columns else p
-                     for i, p in enumerate(prompts)]
-            self._scores = score_completions(self.reward_fn, texts, items)
+            self._scores = score_completions(self.reward_fn, texts, self._items(prompts, columns))
             self._key = key
         return self._scores
 
@@ -61,7 +78,7 @@ class ChannelReward:
         return self.scores(prompts, completions, columns)[:, self.k].tolist()
 
 
-def channel_reward_funcs(reward_fn: Any) -> list[ChannelReward]:
+def channel_reward_funcs(reward_fn: Any, items: Sequence[Any] | None = None) -> list[ChannelReward]:
     """One TRL reward function per channel of ``reward_fn``, in channel order.
 
     Parameters
@@ -70,6 +87,9 @@ def channel_reward_funcs(reward_fn: Any) -> list[ChannelReward]:
         ``reward_fn(completion, prompt_item) -> R floats``. The prompt item it sees is
         ``{"prompt": prompt, **extra dataset columns}`` (the prompt alone if the dataset
         has no other column).
+    items : sequence, optional
+        The prompt items of an :func:`engine_dataset`: then the item ``reward_fn`` sees is
+        ``items[row's ITEM_INDEX]``, as given.
 
     Returns
     -------
@@ -78,7 +98,7 @@ def channel_reward_funcs(reward_fn: Any) -> list[ChannelReward]:
     names = getattr(reward_fn, "channel_names", None)
     if not names or isinstance(names, str):
         raise ValueError(f"reward_fn needs channel_names (a tuple of channel names), got {names!r}")
-    scores = _BatchScores(reward_fn)
+    scores = _BatchScores(reward_fn, items)
     return [ChannelReward(scores, k, str(name)) for k, name in enumerate(names)]
 
 
@@ -105,3 +125,39 @@ def prompt_dataset(items: Sequence[Any]):
     if any(isinstance(x, dict) for x in items):
         raise ValueError("mix of dict and non-dict prompt items")
     return Dataset.from_dict({"prompt": list(items)})
+
+
+def engine_dataset(prompts: Sequence[Any], tokenizer: Any, *, system_prompt: str | None = None,
+                   use_chat_template: bool | str = "auto"):
+    """The TRL dataset of mrgrpo prompt items: a ``prompt`` column TRL tokenizes as mrgrpo does, and :data:`ITEM_INDEX`.
+
+    A prompt that mrgrpo puts through the chat template (:func:`mrgrpo.lm.prompts.render`)
+    becomes its chat list (with the system turn), which TRL templates with
+    ``add_generation_prompt=True`` and no extra special tokens, like
+    :func:`mrgrpo.lm.prompts.encode`; any other prompt becomes its finished text, which TRL
+    tokenizes with the tokenizer's own special tokens, again like ``encode``.
+
+    Parameters
+    ----------
+    prompts : sequence of prompt items (see :mod:`mrgrpo.lm.prompts`)
+    tokenizer : the policy's tokenizer
+    system_prompt, use_chat_template : as in :class:`mrgrpo.train.GRPOConfig`
+    """
+    from datasets import Dataset
+
+    from mrgrpo.lm.prompts import as_prompts, has_chat_template, render
+
+    normalized = as_prompts(prompts, "prompts")
+    rows = []
+    for p in normalized:
+        text = render(p, tokenizer, system_prompt=system_prompt, use_chat_template=use_chat_template)
+        if p.is_chat or (has_chat_template(tokenizer) and use_chat_template):
+            messages = [dict(m) for m in p.body] if p.is_chat else [{"role": "user", "content": p.body}]
+            if system_prompt and not any(m.get("role") == "system" for m in messages):
+                messages = [{"role": "system", "content": system_prompt}, *messages]
+            rows.append(messages)
+        else:
+            rows.append(text)
+    if len({isinstance(r, str) for r in rows}) > 1:
+        raise ValueError("prompts mix chat lists and plain text under use_chat_template=False; TRL needs one kind")
+    return Dataset.from_dict({"prompt": rows, ITEM_INDEX: list(range(len(rows)))})

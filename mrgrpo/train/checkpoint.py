@@ -57,6 +57,8 @@ LATEST = "latest"
 #: The folder of a run's checkpoints, under its ``out_dir``.
 CHECKPOINTS = "checkpoints"
 #: Files every complete checkpoint folder holds (besides ``adapter/``).
+#: The record tables of a run: per-step metrics, per-evaluation means, every evaluated reply.
+TABLES = ("metrics", "eval", "eval_samples")
 CHECKPOINT_FILES = ("trainable.pt", "optimizer.pt", "scheduler.pt", "rng.json", "state.json")
 _NAME = re.compile(r"^checkpoint-(\d{6,})$")
 _ORPHAN = re.compile(r"^\.(?:tmp|old)-checkpoint-\d+-(\d+)$|^\.latest\.tmp-(\d+)(?:-\w+)?$")
@@ -84,9 +86,9 @@ class RunLayout:
         return self.root / CHECKPOINTS
 
     def table(self, stem: str) -> tuple[Path, Path]:
-        """``(<stem>.json, <stem>.csv)`` for ``stem`` in ``("metrics", "eval")``."""
-        if stem not in ("metrics", "eval"):
-            raise ValueError(f"stem must be 'metrics' or 'eval', got {stem!r}")
+        """``(<stem>.json, <stem>.csv)`` for ``stem`` in :data:`TABLES`."""
+        if stem not in TABLES:
+            raise ValueError(f"stem must be one of {TABLES}, got {stem!r}")
         return self.root / f"{stem}.json", self.root / f"{stem}.csv"
 
     @staticmethod

@@ -4,7 +4,14 @@ The defaults train the shipped tiny policy (model id ``"tiny-math"``) on a CPU i
 seconds. Presets (:data:`PRESETS`) are named sets of overrides:
 :meth:`GRPOConfig.tiny` (a recipe on which the tiny policy measurably learns) and
 :meth:`GRPOConfig.paper` (Qwen2.5-1.5B-Instruct, LoRA r = 16, 500 steps, 4 prompts
-x m = 8 rollouts, lr 5e-6, KL 0.05).
+x m = 8 rollouts, lr 5e-6, KL 0.05, on the TRL engine in bf16).
+
+``engine`` says who runs the loop: ``"ours"`` (:class:`~mrgrpo.train.GRPOTrainer`, one
+process, the reference implementation and the CPU default) or ``"trl"`` (TRL's
+``GRPOTrainer`` with mrgrpo's advantages, :mod:`mrgrpo.integrations.trl_engine`, which
+scales with ``accelerate launch``). ``mrgrpo train`` and
+:func:`mrgrpo.integrations.engines.make_trainer` dispatch on it; ``GRPOTrainer`` itself is
+always the ``ours`` engine.
 
 A config is checked when it is built (``__post_init__``): a wrong type, a value out
 of range or an inconsistent pair of fields raises a ``ValueError`` naming the
@@ -32,8 +39,11 @@ from mrgrpo.core.fields import check_fields, knob, to_json_value
 from mrgrpo.lm.models import DEFAULT_MODEL
 
 __all__ = ["GRPOConfig", "PRESETS", "RESUME_MAY_CHANGE", "resume_conflicts", "MODES", "CONDITIONING",
-           "LOSS_AGGREGATIONS", "LR_SCHEDULES", "DTYPES"]
+           "LOSS_AGGREGATIONS", "LR_SCHEDULES", "DTYPES", "ENGINES"]
 
+#: Who runs the training loop: ``ours`` (:class:`~mrgrpo.train.GRPOTrainer`) or ``trl``
+#: (TRL's ``GRPOTrainer`` with mrgrpo's advantages, :mod:`mrgrpo.integrations.trl_engine`).
+ENGINES = ("ours", "trl")
 LOSS_AGGREGATIONS = ("token", "sequence")
 LR_SCHEDULES = ("constant", "linear")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -76,6 +86,8 @@ class GRPOConfig:
                        metavar="DEVICE")
     dtype: str = knob("auto", "GPU precision: auto = bfloat16 autocast (LoRA: bf16 base weights); "
                       "the CPU always computes in float32", choices=DTYPES)
+    engine: str = knob("ours", "who runs the loop: ours (mrgrpo's GRPOTrainer, one process) or trl (TRL's "
+                       "GRPOTrainer with mrgrpo's advantages; accelerate launch for several GPUs)", choices=ENGINES)
 
     # --- the advantage -----------------------------------------------------
     mode: str = knob("na", "na: normalize each channel, then aggregate (MO-GRPO/GDPO); an: aggregate, then "
@@ -262,7 +274,7 @@ PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
         model="Qwen/Qwen2.5-1.5B-Instruct", use_lora=True, lora_r=16, lora_alpha=32,
         lora_dropout=0.05, n_steps=500, batch_prompts=4, m=8, lr=5e-6, kl_coef=0.05,
         temperature=0.8, max_new_tokens=96, weights=(1.0, 1.0, 0.5), mode="na",
-        checkpoint_every=50, adam_betas=(0.9, 0.95))),
+        checkpoint_every=50, adam_betas=(0.9, 0.95), engine="trl", dtype="bfloat16")),
     "none": MappingProxyType({}),  # GRPOConfig()'s own defaults
 })
 

@@ -25,7 +25,9 @@ import torch
 
 from mrgrpo.core.files import atomic_write_text
 
-__all__ = ["reward_metrics", "write_history", "TIMING_KEYS"]
+from .checkpoint import RunLayout
+
+__all__ = ["reward_metrics", "write_history", "records_table", "TIMING_KEYS"]
 
 # metrics that measure wall-clock time and so differ between otherwise identical runs
 TIMING_KEYS = ("step_time", "tokens_per_s")
@@ -70,11 +72,11 @@ def _clean(v):
 
 
 def write_history(history: list[dict], out_dir: Path, stem: str = "metrics") -> None:
-    """Write ``<stem>.json`` and ``<stem>.csv`` (atomically) under ``out_dir``."""
+    """Write ``<stem>.json`` and ``<stem>.csv`` (atomically) under ``out_dir`` (names: :class:`RunLayout`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / f"{stem}.json",
-                      json.dumps([{k: _clean(v) for k, v in rec.items()} for rec in history], indent=1))
+    js, cs = RunLayout(out_dir).table(stem)
+    atomic_write_text(js, json.dumps([{k: _clean(v) for k, v in rec.items()} for rec in history], indent=1))
     keys: list[str] = []
     for rec in history:
         keys.extend(k for k in rec if k not in keys)
@@ -82,4 +84,11 @@ def write_history(history: list[dict], out_dir: Path, stem: str = "metrics") -> 
     writer = csv.DictWriter(buf, fieldnames=keys)
     writer.writeheader()
     writer.writerows(history)
-    atomic_write_text(out_dir / f"{stem}.csv", buf.getvalue())
+    atomic_write_text(cs, buf.getvalue())
+
+
+def records_table(records: list[dict]):
+    """``pandas.DataFrame`` of metric records, indexed by ``step`` (empty when there are none)."""
+    import pandas as pd
+
+    return pd.DataFrame(records).set_index("step") if records else pd.DataFrame()

@@ -19,16 +19,16 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-from .checkpoint import RunLayout, latest_checkpoint, load_checkpoint, read_run_config
+from .checkpoint import TABLES, RunLayout, latest_checkpoint, load_checkpoint, read_run_config
 from .config import GRPOConfig, resume_conflicts
 
-__all__ = ["run_files", "claim_out_dir", "resume_checkpoint"]
+__all__ = ["run_files", "claim_out_dir", "resume_checkpoint", "refuse_resume"]
 
 
 def run_files(out_dir: str | os.PathLike) -> list[Path]:
     """The paths of a previous run that exist in ``out_dir``."""
     layout = RunLayout(Path(out_dir))
-    paths = [layout.config, *layout.table("metrics"), *layout.table("eval"), layout.adapter, layout.checkpoints]
+    paths = [layout.config, *(f for stem in TABLES for f in layout.table(stem)), layout.adapter, layout.checkpoints]
     return [p for p in paths if p.exists() or p.is_symlink()]
 
 
@@ -84,18 +84,19 @@ def resume_checkpoint(out_dir: str | os.PathLike, config: GRPOConfig, run_info: 
     ValueError
         The run would change (every field named), or the checkpoint is unusable.
     """
+    recorded, _ = read_run_config(out_dir)
+    refuse_resume(out_dir, resume_conflicts(recorded, config) if recorded else [])  # before anything loads
     path = latest_checkpoint(RunLayout(Path(out_dir)).checkpoints)
     if path is None:
         claim_out_dir(out_dir, False, resuming=True)
         return None
-
-    def refuse(conflicts: list[str]) -> None:
-        if conflicts:
-            raise ValueError(f"cannot resume from {path}: the run would change ({'; '.join(conflicts)}); keep the "
-                             "checkpoint's settings, or start a new run (another out_dir, or overwrite)")
-
-    recorded, _ = read_run_config(out_dir)
-    refuse(resume_conflicts(recorded, config) if recorded else [])  # before any tensor is loaded
     state = load_checkpoint(path, model, optimizer, scheduler)
-    refuse(resume_conflicts(state.get("config", {}), config, state.get("run_info"), run_info))
+    refuse_resume(path, resume_conflicts(state.get("config", {}), config, state.get("run_info"), run_info))
     return state
+
+
+def refuse_resume(where: str | os.PathLike, conflicts: list[str]) -> None:
+    """Raise the one "cannot resume" error when a resume would change the run (no-op without conflicts)."""
+    if conflicts:
+        raise ValueError(f"cannot resume from {where}: the run would change ({'; '.join(conflicts)}); keep the "
+                         "checkpoint's settings, or start a new run (another out_dir, or overwrite)")

@@ -54,7 +54,8 @@ from .checkpoint import checkpoint_root, save_checkpoint
 from .config import GRPOConfig
 from .losses import aggregate, clip_fraction, clipped_surrogate, k3_kl, sequence_token_logprobs
 from .masks import completion_mask
-from .metrics import reward_metrics, write_history
+from .metrics import records_table, reward_metrics, write_history
+from .schedule import lr_lambda
 from .run_guard import claim_out_dir, resume_checkpoint
 
 RewardFn = Callable[[str, Any], Sequence[float]]
@@ -112,6 +113,7 @@ class GRPOTrainer:
         self.out_dir = Path(self.cfg.out_dir) if self.cfg.out_dir else None
         self.history: list[dict] = []
         self.eval_history: list[dict] = []
+        self.eval_samples: list[dict] = []  # every evaluated reply: prompt, completion, rewards, length
         self.step = 0  # steps completed
         self.model = None
         self.tokenizer = None
@@ -151,17 +153,9 @@ class GRPOTrainer:
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas),
                                            weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self._prompt_ids, self._prompt_keys = self._encode(self.prompts)
         self._eval_ids, self._eval_keys = self._encode(self.eval_prompts)
-
-    def _lr_factor(self, step: int) -> float:
-        cfg = self.cfg
-        if cfg.warmup_steps and step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.lr_schedule == "linear":
-            return max(0.0, (cfg.n_steps - step) / max(1, cfg.n_steps - cfg.warmup_steps))
-        return 1.0
 
     def _encode(self, prompts: Sequence[Any]) -> tuple[list[list[int]], list[str]]:
         """Token ids and rendered texts (the sampler's seed keys) of prompts, as every sampler in mrgrpo makes them."""
@@ -272,7 +266,7 @@ class GRPOTrainer:
         return {"input_ids": torch.cat([p_ids, comp], dim=1),
                 "attention_mask": torch.cat([p_mask, attn_mask], dim=1),
                 "loss_mask": loss_mask, "n_completion": comp.shape[1], "texts": texts, "rows": rows,
-                "truncated": truncated, "n_tokens": int(attn_mask.sum())}
+                "truncated": truncated, "n_tokens": int(attn_mask.sum()), "lengths": attn_mask.sum(1).tolist()}
 
     def _score(self, texts: list[str], rows: np.ndarray, step: int, prompts=None) -> torch.Tensor:
         """``(n, R)`` rewards of ``n`` completions; on a reward-function fault, checkpoint then raise."""
@@ -378,7 +372,8 @@ class GRPOTrainer:
         -------
         dict
             ``step``, the mean of every channel, ``aggregate``, completion length
-            and truncated fraction; also appended to ``eval_history``.
+            and truncated fraction; also appended to ``eval_history``. Each reply,
+            its rewards and its length go to ``eval_samples`` (``eval_samples.json``).
         """
         cfg = self.cfg
         self._load()
@@ -389,7 +384,7 @@ class GRPOTrainer:
             items, ids_list, keys = self.eval_prompts, self._eval_ids, self._eval_keys
         if not items:
             raise ValueError("no evaluation prompts: pass eval_prompts to GRPOTrainer or prompts= here")
-        rewards, n_tok, n_trunc = [], 0, 0
+        rewards, n_tok, n_trunc, samples = [], 0, 0, []
         for start in range(0, len(items), cfg.eval_batch_size):
             rows = np.arange(start, min(start + cfg.eval_batch_size, len(items)))
             uniforms = np.concatenate([group_uniforms(keys[i], cfg.eval_seed, 1, cfg.max_new_tokens) for i in rows])
@@ -397,26 +392,29 @@ class GRPOTrainer:
             rewards.append(self._score(roll["texts"], rows, self.step, prompts=items))
             n_tok += roll["n_tokens"]
             n_trunc += int(roll["truncated"].sum())
+            samples += [{"step": self.step, "prompt": items[i].text, "completion": text, "n_tokens": int(n),
+                         "ended": not bool(cut)} for i, text, n, cut in
+                        zip(rows, roll["texts"], roll["lengths"], roll["truncated"].tolist())]
         r = torch.cat(rewards).numpy()
+        for s, row in zip(samples, r.tolist()):
+            s.update(zip(self.channel_names, row))
+        self.eval_samples += samples
         rec = {"step": self.step, **{n: float(r[:, k].mean()) for k, n in enumerate(self.channel_names)},
                "aggregate": float((r @ np.asarray(self.cfg.weights)).mean()),
                "completion_len": n_tok / len(items), "truncated_frac": n_trunc / len(items)}
         self.eval_history.append(rec)
         if self.out_dir:
             write_history(self.eval_history, self.out_dir, stem="eval")
+            write_history(self.eval_samples, self.out_dir, stem="eval_samples")
         return rec
 
     def eval_table(self):
         """``pandas.DataFrame``: one row per evaluation, one column per channel."""
-        import pandas as pd
-
-        return pd.DataFrame(self.eval_history).set_index("step") if self.eval_history else pd.DataFrame()
+        return records_table(self.eval_history)
 
     def metrics_table(self):
         """``pandas.DataFrame`` of the per-step metrics."""
-        import pandas as pd
-
-        return pd.DataFrame(self.history).set_index("step") if self.history else pd.DataFrame()
+        return records_table(self.history)
 
     # ------------------------------------------------------------------ saving, resuming
     def save(self, path) -> Path:
@@ -430,7 +428,7 @@ class GRPOTrainer:
 
     def _state(self) -> dict:
         return {"step": self.step, "history": self.history, "eval_history": self.eval_history,
-                "config": self.cfg.to_dict(), "run_info": self.run_info}
+                "eval_samples": self.eval_samples, "config": self.cfg.to_dict(), "run_info": self.run_info}
 
     def checkpoint(self) -> Path:
         """Write an atomic checkpoint of the current state under ``out_dir/checkpoints``."""
@@ -446,3 +444,4 @@ class GRPOTrainer:
             self.step = int(state["step"])
             self.history = list(state["history"])
             self.eval_history = list(state["eval_history"])
+            self.eval_samples = list(state.get("eval_samples", []))
