@@ -33,20 +33,19 @@ def corpus(tok, P, K, m, source, model=None):
     problems = make_mini_math(P, seed=0, split="test")
     n = K * m
     if source == "generate":
-        from mrgrpo.generation import HFBackend
+        from mrgrpo.corpus.hf import HFBackend
         from mrgrpo.tiny import tiny_reward_fn
 
         be = HFBackend(model, None, progress=True)
         be.reward_fn = tiny_reward_fn(be.tokenizer)
         groups = be.generate_groups(problems, m, list(range(K)))
-        comps = [c for g in groups for c in g.completions]
-        prompts = [problems[g.prompt_idx] for g in groups for _ in range(m)]
-        from mrgrpo.tiny import TINY_MAX_NEW_TOKENS
-        eos = [len(tok(c, add_special_tokens=False)["input_ids"]) < TINY_MAX_NEW_TOKENS for c in comps]
-        return prompts, comps, eos
+        # the sampler's own token ids, each with its EOS when it ended on one: nothing is re-encoded
+        prompt_ids = [g.prompt_ids for g in groups for _ in range(m)]
+        tokens = [list(t) for g in groups for t in g.tokens]
+        return prompt_ids, tokens, [False] * len(tokens), None
     prompts = [p for p in problems for _ in range(n)]
     comps = [" " + p["solution"] for p in prompts]
-    return prompts, comps, [True] * len(comps)
+    return prompts, comps, [True] * len(comps), tok
 
 
 def main() -> None:
@@ -68,7 +67,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if (DEFAULT_MODEL_DIR / "config.json").is_file():
-        from mrgrpo.generation import load_model
+        from mrgrpo.lm.loader import load_model
 
         model, tok = load_model(DEFAULT_MODEL_DIR)
         which = "data/tiny-math"
@@ -85,7 +84,7 @@ def main() -> None:
         if args.source == "generate":
             raise SystemExit("--source generate needs data/tiny-math")
     n_params = sum(p.numel() for p in model.parameters())
-    prompts, comps, eos = corpus(tok, args.P, args.K, args.m, args.source, DEFAULT_MODEL_DIR)
+    prompts, comps, eos, row_tok = corpus(tok, args.P, args.K, args.m, args.source, DEFAULT_MODEL_DIR)
     n = len(comps)
     k = min(args.naive_rows, n)
     print(f"model: {which}, {n_params / 1e6:.2f}M parameters; threads {args.threads}")
@@ -95,11 +94,11 @@ def main() -> None:
     # correctness first, on the naive slice (rows of two prompts)
     sl = slice(0, k)
     t = time.perf_counter()
-    ref = score_projections_naive(model, tok, prompts[sl], comps[sl], directions=args.directions, seed=0,
+    ref = score_projections_naive(model, row_tok, prompts[sl], comps[sl], directions=args.directions, seed=0,
                                   eos=eos[sl])
     t_naive = time.perf_counter() - t
     t = time.perf_counter()
-    g = score_projections(model, tok, prompts, comps, directions=args.directions, seed=0, eos=eos,
+    g = score_projections(model, row_tok, prompts, comps, directions=args.directions, seed=0, eos=eos,
                           batch_size=args.batch_size, progress=True)
     t_jvp = time.perf_counter() - t
     err = float(np.abs(g[sl] - ref).max() / np.abs(ref).max())

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from alternate import run_alternating  # benchmarks/alternate.py
 
 ROOT = Path(__file__).resolve().parents[1]
 P, M, MAX_NEW, BETA, LR, TEMP = 4, 8, 16, 0.05, 1e-3, 1.0
@@ -159,6 +159,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--child", choices=("ours", "trl"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.steps < a.warmup + 2:
+        ap.error("--steps counts the warm-up steps too: it must be at least --warmup + 2")
     if a.child:
         child(a.child, a.steps, a.warmup)
         return
@@ -166,19 +168,15 @@ def main() -> None:
 
     import trl
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    results = {"ours": [], "trl": []}
-    for rep in range(a.repeats):
-        for backend in (("ours", "trl") if rep % 2 == 0 else ("trl", "ours")):
-            proc = subprocess.run([sys.executable, __file__, "--child", backend, "--steps", str(a.steps),
-                                   "--warmup", str(a.warmup)], env=env, capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.exit(f"{backend} run failed:\n{proc.stderr[-3000:]}")
-            rec = json.loads(proc.stdout.strip().splitlines()[-1])
-            results[backend].append(rec)
-            print(f"  repeat {rep}: {backend:4s} {rec['steps_per_s']:6.2f} steps/s, "
-                  f"{rec['tokens_per_s']:7.0f} tokens/s ({rec['steps_per_cpu_s']:.2f} steps, "
-                  f"{rec['tokens_per_cpu_s']:.0f} tokens per CPU s), completion length {rec['completion_len']:.1f}, peak memory {rec['peak_mb']:.0f} MiB", flush=True)
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    def report(rep: int, backend: str, rec: dict) -> None:
+        print(f"  repeat {rep}: {backend:4s} {rec['steps_per_s']:6.2f} steps/s, "
+              f"{rec['tokens_per_s']:7.0f} tokens/s ({rec['steps_per_cpu_s']:.2f} steps, "
+              f"{rec['tokens_per_cpu_s']:.0f} tokens per CPU s), completion length {rec['completion_len']:.1f}, "
+              f"peak memory {rec['peak_mb']:.0f} MiB", flush=True)
+
+    results = run_alternating(__file__, ["ours", "trl"], lambda _: ["--steps", a.steps, "--warmup", a.warmup],
+                              a.repeats, env=env, report=report)
     keys = ("steps_per_s", "tokens_per_s", "steps_per_cpu_s", "tokens_per_cpu_s", "completion_len")
     med = {b: {k: statistics.median(r[k] for r in results[b]) for k in keys} for b in results}
     mem = {b: max(r["peak_mb"] for r in results[b]) for b in results}

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+
+from alternate import run_alternating  # benchmarks/alternate.py
 
 P, M, MAX_NEW, BETA, LR = 4, 8, 48, 0.05, 1e-3
 W = [1.0, 1.0, 0.5]
@@ -120,26 +119,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--child", choices=tuple(BACKENDS), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.steps < a.warmup + 2:
+        ap.error("--steps counts the warm-up steps too: it must be at least --warmup + 2")
     if a.child:
         print(json.dumps(child(a.child, a.steps, a.warmup)))
         return
     import trl
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1"}
-    results: dict[str, list[dict]] = {b: [] for b in BACKENDS}
-    order = list(BACKENDS)
-    for rep in range(a.repeats):
-        for backend in (order if rep % 2 == 0 else order[::-1]):
-            proc = subprocess.run([sys.executable, __file__, "--child", backend, "--steps", str(a.steps),
-                                   "--warmup", str(a.warmup)], env=env, capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.exit(f"{backend} run failed:\n{proc.stderr[-3000:]}")
-            rec = json.loads(proc.stdout.strip().splitlines()[-1])
-            results[backend].append(rec)
-            print(f"  repeat {rep}: {backend:12s} {rec['steps_per_s']:6.2f} steps/s {rec['tokens_per_s']:7.0f} "
-                  f"tokens/s | per CPU s: {rec['steps_per_cpu_s']:6.2f} steps {rec['tokens_per_cpu_s']:7.0f} tokens | "
-                  f"completion length {rec['completion_len']:.1f}", flush=True)
+    def report(rep: int, backend: str, rec: dict) -> None:
+        print(f"  repeat {rep}: {backend:12s} {rec['steps_per_s']:6.2f} steps/s {rec['tokens_per_s']:7.0f} "
+              f"tokens/s | per CPU s: {rec['steps_per_cpu_s']:6.2f} steps {rec['tokens_per_cpu_s']:7.0f} tokens | "
+              f"completion length {rec['completion_len']:.1f}", flush=True)
+
+    results = run_alternating(__file__, list(BACKENDS), lambda _: ["--steps", a.steps, "--warmup", a.warmup],
+                              a.repeats, env=env, report=report)
     keys = ("steps_per_s", "tokens_per_s", "steps_per_cpu_s", "tokens_per_cpu_s", "completion_len")
     med = {b: {k: statistics.median(r[k] for r in rs) for k in keys} for b, rs in results.items()}
     total = {b: {round(r["completion_len"] * r["n_steps"] * P * M) for r in results[b]} for b in ("trl", "mrgrpo")}

@@ -195,7 +195,7 @@ def test_shipped_corpus_na_ratio_ci(corpus):
 
 def test_a_slice_of_the_corpus_regenerates_exactly(corpus):
     """Two prompts x two seeds of the shipped corpus, regenerated from the shipped model, score the same."""
-    from mrgrpo.generation import HFBackend
+    from mrgrpo.corpus.hf import HFBackend
 
     params = json.loads((CORPUS / "generation.json").read_text())
     m = max(params["m_grid"])

@@ -131,7 +131,7 @@ def test_a_finished_run_is_not_overwritten_without_overwrite(tiny_path, tmp_path
     capsys.readouterr()
     assert main(args + ["--n-steps", "1"]) == 2
     err = capsys.readouterr().err
-    assert "holds a previous run (metrics.json" in err and "--overwrite" in err and "--resume" in err
+    assert "holds a previous run (config.json, run_info.json, metrics.json" in err and "--overwrite" in err and "--resume" in err
     assert {p.name: p.read_bytes() for p in out.glob("*.json")} == before  # nothing was touched
     assert main(args + ["--n-steps", "1", "--overwrite"]) == 0
     assert [r["step"] for r in json.loads((out / "metrics.json").read_text())] == [1]

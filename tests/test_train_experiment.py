@@ -33,8 +33,11 @@ def test_compare_estimators_runs_every_mode_and_seed(tiny_path):
         return GRPOConfig(model=tiny_path, mode=mode, seed=seed, m=4, batch_prompts=2, max_new_tokens=6,
                           n_steps=2, lr=5e-2, progress=False, eval_temperature=1.0)
 
-    evals, curves, untrained = compare_estimators(["na", "single"], [0, 1], make_config, reward, PROMPTS, HELD_OUT,
-                                                  progress=False)
+    evals, curves, untrained, samples = compare_estimators(["na", "single"], [0, 1], make_config, reward, PROMPTS,
+                                                           HELD_OUT, progress=False)
+    # every evaluated reply: the untrained policy's once, each run's final evaluation
+    assert list(samples.groupby("mode", sort=False).size()) == [len(HELD_OUT), 2 * len(HELD_OUT), 2 * len(HELD_OUT)]
+    assert list(dict.fromkeys(samples["mode"])) == ["untrained", "NA", "single-reward"]
     assert list(evals["mode"]) == ["NA", "NA", "single-reward", "single-reward"]
     assert list(evals["seed"]) == [0, 1, 0, 1]
     assert list(evals.columns) == ["mode", "seed", "has_a", "digits", "short", "aggregate"]
@@ -88,3 +91,14 @@ def test_evaluate_adapters_scores_a_trained_adapter_like_the_trainer(tiny_path, 
     assert table.loc["AN"].to_dict() == pytest.approx({k: after[k] for k in table.columns})
     with pytest.raises(ValueError, match="w has 2 weights"):
         evaluate_adapters(tiny_path, {}, reward, HELD_OUT, (1.0, 1.0))
+
+
+def test_held_out_summary_orders_modes_whatever_order_the_runs_come_in():
+    """Stored runs sort by folder name (an-s0 before na-s0); the table's rows must not follow that order."""
+    import pandas as pd
+
+    evals = pd.DataFrame([{"mode": m, "seed": s, "aggregate": v} for m, s, v in
+                          [("single-reward", 0, 1.0), ("AN", 0, 3.0), ("NA", 0, 2.0), ("AN", 1, 3.5)]])
+    table = held_out_summary(evals, {"aggregate": 0.5})
+    assert list(table.index) == ["untrained", "NA", "AN", "single-reward"]
+    assert table.loc["AN", "aggregate"] == pytest.approx(3.25) and list(table["runs"]) == [1, 1, 2, 1]

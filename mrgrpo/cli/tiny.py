@@ -58,6 +58,7 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--batch-size", type=int, default=512)
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--no-completions", action="store_true", help="do not store completion texts")
+    c.add_argument("--overwrite", action="store_true", help="replace the corpus in --out")
     c.set_defaults(tiny_func=_corpus)
 
 
@@ -151,7 +152,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _corpus(args: argparse.Namespace) -> int:
-    from mrgrpo.tiny import DEFAULT_CORPUS_DIR, DEFAULT_MODEL_DIR, TINY_L0, TINY_MAX_NEW_TOKENS, build_mini_corpus
+    from mrgrpo.tiny import DEFAULT_CORPUS_DIR, TINY_L0, TINY_MAX_NEW_TOKENS, build_mini_corpus
 
     if args.m_max < 4:
         raise ValueError(f"--m-max must be >= 4, got {args.m_max}")
@@ -161,11 +162,11 @@ def _corpus(args: argparse.Namespace) -> int:
         m *= 2
     if grid[-1] != args.m_max:
         grid.append(args.m_max)
-    params = build_mini_corpus(args.model or DEFAULT_MODEL_DIR, args.out or DEFAULT_CORPUS_DIR, P=args.P, K=args.K,
+    params = build_mini_corpus(args.model or "tiny-math", args.out or DEFAULT_CORPUS_DIR, P=args.P, K=args.K,
                                m_grid=grid, seed=args.seed, prompt_seed=args.prompt_seed,
                                temperature=args.temperature,
                                max_new_tokens=args.max_new_tokens or TINY_MAX_NEW_TOKENS, L0=args.L0 or TINY_L0,
                                batch_size=args.batch_size, keep_completions=not args.no_completions,
-                               threads=args.threads, command=_command_line())
+                               threads=args.threads, overwrite=args.overwrite, command=_command_line())
     print(json.dumps({k: params[k] for k in ("completions", "seconds", "completions_per_second")}, indent=2))
     return 0

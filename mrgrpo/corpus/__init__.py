@@ -20,9 +20,9 @@ from mrgrpo.corpus.mock import MockBackend
 from mrgrpo.corpus.released import ReleasedDataUnavailable, load_released_rollouts
 from mrgrpo.corpus.run import Backend, group_generator, run_corpus
 from mrgrpo.corpus.sources import PAPER_POOLED_C, SOURCES, describe_source, load_rollouts
-from mrgrpo.corpus.types import Corpus, Rollouts, pack_for_analysis, pack_raw_length
+from mrgrpo.corpus.types import Corpus, Rollouts, pack_completions, pack_for_analysis, pack_raw_length
 
-__all__ = ["Rollouts", "Corpus", "pack_for_analysis", "pack_raw_length", "load_corpus", "save_corpus", "load_npz",
+__all__ = ["Rollouts", "Corpus", "pack_for_analysis", "pack_raw_length", "pack_completions", "load_corpus", "save_corpus", "load_npz",
            "save_npz", "load_parquet", "save_parquet", "to_frame", "Backend", "group_generator", "run_corpus",
            "MockBackend", "HFBackend", "ReleasedDataUnavailable", "load_released_rollouts", "SOURCES",
            "PAPER_POOLED_C", "load_rollouts", "describe_source"]

@@ -82,7 +82,7 @@ def build_corpus(model: str | os.PathLike, task: str, out: str | os.PathLike, *,
                  max_new_tokens: Optional[int] = None, L0: Optional[float] = None, system_prompt: Optional[str] = None,
                  batch_size: int = 256, chunk_prompts: int = 4, threads: Optional[int] = None, device: str = "cpu",
                  dtype: Any = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
-                 command: str = "") -> dict:
+                 keep_completions: bool = True, command: str = "") -> dict:
     """Roll out a model on a task's held-out prompts and store the corpus in ``out``.
 
     Parameters
@@ -104,11 +104,13 @@ def build_corpus(model: str | os.PathLike, task: str, out: str | os.PathLike, *,
         ``torch.set_num_threads`` for the build.
     resume, overwrite : bool
         Continue an unfinished build in ``out`` / replace what ``out`` holds.
+    keep_completions : bool
+        Store the completion texts in ``corpus.parquet`` (``corpus.npz`` never holds texts).
 
     Returns
     -------
     dict
-        The contents of ``generation.json``.
+        The contents of ``generation.json``, and the corpus itself under ``"corpus"``.
     """
     import torch
     import transformers
@@ -127,6 +129,9 @@ def build_corpus(model: str | os.PathLike, task: str, out: str | os.PathLike, *,
     params = {"model": os.fspath(model), "task": task, "P": P, "K": K, "m_grid": grid, "seed": seed,
               "prompt_seed": prompt_seed, "temperature": float(temperature), "max_new_tokens": budget,
               "L0": L0, "system_prompt": system_prompt}
+    from mrgrpo.lm.loader import resolve_model
+
+    resolve_model(model)  # a missing model is a clear error before anything is written
     work, groups = _prepare(out, params, resume, overwrite)
     t_load = time.perf_counter()
     backend = HFBackend(model, None, device=device, dtype=dtype, temperature=temperature, max_new_tokens=budget,
@@ -149,6 +154,9 @@ def build_corpus(model: str | os.PathLike, task: str, out: str | os.PathLike, *,
         save_parquet(_corpus(groups, grid[-1:], K, first + len(chunk), backend, prompts), work / "groups.parquet")
     seconds = time.perf_counter() - t0
     corpus = _corpus(groups, grid, K, P, backend, prompts)
+    if not keep_completions:
+        for g in corpus.rollouts:
+            g.completions = None
     save_parquet(corpus, out / "corpus.parquet")
     save_npz(corpus, out / "corpus.npz")
     n = P * K * m_max
@@ -168,6 +176,7 @@ def build_corpus(model: str | os.PathLike, task: str, out: str | os.PathLike, *,
     atomic_write_text(out / "generation.json", json.dumps(record, indent=2) + "\n")
     atomic_write_text(out / "README.md", corpus_card(record))
     shutil.rmtree(work, ignore_errors=True)
+    record["corpus"] = corpus
     return record
 
 
@@ -185,11 +194,7 @@ def corpus_card(record: dict) -> str:
                if record["resumed_from_prompt"] else "")
     return f"""# {Path(record['model']).name or record['model']} on {record['task']}: a Tier-2 rollout corpus
 
-{record['P']} held-out prompts (`{record['prompts']}`) x {record['K']} seeds x {record['m_max']} completions of
-`{record['model']}`, scored by `{record['reward']}` on the channels {', '.join(record['reward_names'])}.
-Smaller groups (m in {record['m_grid']}) are the leading prefixes of the largest. Temperature
-{record['temperature']}, at most {record['max_new_tokens']} new tokens; mean {record['mean_new_tokens']:.1f} new
-tokens per completion, {100 * record['truncated_fraction']:.1f}% cut at the budget without EOS.
+{record['P']} held-out prompts (`{record['prompts']}`) x {record['K']} seeds x {record['m_max']} completions of `{record['model']}`, scored by `{record['reward']}` on the channels {', '.join(record['reward_names'])}. Smaller groups (m in {record['m_grid']}) are the leading prefixes of the largest. Temperature {record['temperature']}, at most {record['max_new_tokens']} new tokens; mean {record['mean_new_tokens']:.1f} new tokens per completion, {100 * record['truncated_fraction']:.1f}% cut at the budget without EOS.
 
 Made with:
 
@@ -197,12 +202,7 @@ Made with:
 {record['command'] or 'mrgrpo corpus build ...'}
 ```
 
-in {minutes:.1f} minutes{resumed} on {record['threads']} torch thread(s) of a {record['cpu_count']}-core
-{record['machine']} machine (load average {record['load_average'][0]} at the start, {record['load_average'][1]}
-at the end): {record['completions_per_second']} completions/s, {record['tokens_per_second']} new tokens/s;
-torch {record['torch']}, transformers {record['transformers']}. Files: {sizes}; `generation.json` holds every
-parameter.
+in {minutes:.1f} minutes{resumed} on {record['threads']} torch thread(s) of a {record['cpu_count']}-core {record['machine']} machine (load average {record['load_average'][0]} at the start, {record['load_average'][1]} at the end, from other work on the machine): {record['completions_per_second']} completions/s, {record['tokens_per_second']} new tokens/s; torch {record['torch']}, transformers {record['transformers']}. Files: {sizes}; `generation.json` holds every parameter.
 
-The sampler (`mrgrpo.lm.sampling`) keys each group's randomness by (prompt text, seed), so the same command
-rebuilds these rollouts exactly, in one go or resumed after an interruption (`--resume`).
+The sampler (`mrgrpo.lm.sampling`) keys each group's randomness by (prompt text, seed), so the same command rebuilds these rollouts exactly, in one go or resumed after an interruption (`--resume`).
 """

@@ -17,7 +17,7 @@ import numpy as np
 
 from mrgrpo.lm.prompts import prompt_text
 
-__all__ = ["Rollouts", "Corpus", "pack_for_analysis", "pack_raw_length"]
+__all__ = ["Rollouts", "Corpus", "pack_for_analysis", "pack_raw_length", "pack_completions"]
 
 
 @dataclass
@@ -177,7 +177,7 @@ class Corpus:
         info = self.prompts[idx] if self.prompts and idx < len(self.prompts) else {}
         q = info.get("question", info.get("prompt", fallback.prompt)) if info else fallback.prompt
         return (prompt_text(q), str(info.get("gold_answer", info.get("gold", fallback.gold))),
-                str(info.get("gold_reasoning", "")))
+                str(info.get("gold_reasoning", info.get("solution", ""))))
 
 
 
@@ -226,3 +226,14 @@ def pack_raw_length(corpus: Corpus, m: int) -> Optional[np.ndarray]:
         return None
     return pack_for_analysis(corpus, m, return_raw_length=True)[1]
 
+
+def pack_completions(corpus: Corpus, m: int) -> np.ndarray:
+    """The completion texts of the groups of size ``m`` as a ``(P, K, m)`` object array (aligned with
+    :func:`pack_for_analysis`), e.g. to recompute a reward channel from the stored replies."""
+    groups, P, K = _index_groups(corpus, int(m))
+    if any(g.completions is None for g in groups):
+        raise ValueError("the corpus does not store its completion texts")
+    out = np.empty((P, K, int(m)), dtype=object)
+    for g in groups:
+        out[g.prompt_idx, g.seed_idx] = g.completions
+    return out

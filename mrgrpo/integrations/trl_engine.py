@@ -63,10 +63,10 @@ from typing import Any, Callable, Optional, Sequence
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from mrgrpo.core.files import atomic_folder, atomic_write_text
+from mrgrpo.core.files import atomic_folder
 from mrgrpo.integrations.estimator import settings_kwargs
 from mrgrpo.lm.prompts import as_prompts
-from mrgrpo.train.checkpoint import RunLayout, read_run_config
+from mrgrpo.train.checkpoint import RunLayout, read_run_config, write_run_config
 from mrgrpo.train.config import GRPOConfig, resume_conflicts
 from mrgrpo.train.metrics import records_table, write_history
 from mrgrpo.train.run_guard import claim_out_dir, refuse_resume
@@ -299,8 +299,7 @@ class TRLEngineTrainer:
         """Run the remaining steps up to ``n_steps`` through TRL; write the run folder; return ``history``."""
         self.load()
         if self.out_dir and self.is_main_process and not self._resume_from:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(RunLayout(self.out_dir).config, json.dumps(self.cfg.to_dict(), indent=1))
+            write_run_config(self.out_dir, self.cfg.to_dict(), self.run_info)
         try:
             self.trainer.train(resume_from_checkpoint=str(self._resume_from) if self._resume_from else None)
         finally:

@@ -67,6 +67,8 @@ class TaskSettings:
                      "gsm8k", choices=TASKS, section="task")
     n_train: int = knob(400, "training prompts", low=1)
     n_eval: int = knob(64, "held-out evaluation prompts (0: none)", low=0)
+    data_seed: Optional[int] = knob(None, "seed of the train / held-out prompt split (none: the run's seed; fix it "
+                                    "to evaluate several seeds on the same held-out prompts)", low=0)
     L0: Optional[float] = knob(None, "length target of the math tasks in tokens (none: 32 on mini-math, "
                                "200 on gsm8k)", low=0, low_open=True)
     gsm8k_path: Optional[str] = knob(None, "a local GSM8K .jsonl or .parquet (offline use)", path=True,
@@ -80,8 +82,9 @@ class TaskSettings:
         return {f.name: to_json_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def setup(self, tokenizer: Any = None, seed: int = 0, use_chat_template: bool | str = True) -> "TaskSetup":
-        """:func:`task_setup` with these settings."""
-        return task_setup(self.task, tokenizer, self.n_train, self.n_eval, seed, L0=self.L0,
+        """:func:`task_setup` with these settings; the split is drawn with ``data_seed``, else the run's ``seed``."""
+        split_seed = seed if self.data_seed is None else self.data_seed
+        return task_setup(self.task, tokenizer, self.n_train, self.n_eval, split_seed, L0=self.L0,
                           gsm8k_path=self.gsm8k_path, use_chat_template=use_chat_template)
 
 

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -12,10 +9,9 @@ import numpy as np
 
 from mrgrpo.analysis import analyze
 from mrgrpo.core.files import atomic_write_text
-from mrgrpo.corpus import pack_for_analysis, run_corpus, save_npz, save_parquet
-from mrgrpo.corpus.hf import HFBackend
-from mrgrpo.tasks.mini_math import make_mini_math
-from mrgrpo.tiny.evaluate import DEFAULT_MODEL_DIR, TINY_L0, TINY_MAX_NEW_TOKENS, tiny_reward_fn
+from mrgrpo.corpus import pack_for_analysis
+from mrgrpo.corpus.build import build_corpus
+from mrgrpo.tiny.evaluate import TINY_L0, TINY_MAX_NEW_TOKENS
 
 __all__ = ["DEFAULT_CORPUS_DIR", "build_mini_corpus", "corpus_summary"]
 
@@ -23,72 +19,33 @@ __all__ = ["DEFAULT_CORPUS_DIR", "build_mini_corpus", "corpus_summary"]
 DEFAULT_CORPUS_DIR = Path(__file__).resolve().parents[2] / "data" / "mini-corpus"
 
 
-def build_mini_corpus(model: str | Path = DEFAULT_MODEL_DIR, out: str | Path = DEFAULT_CORPUS_DIR, *, P: int = 150,
+def build_mini_corpus(model: str | Path = "tiny-math", out: str | Path = DEFAULT_CORPUS_DIR, *, P: int = 150,
                       K: int = 16, m_grid: Sequence[int] = (4, 8, 16, 32), seed: int = 0, prompt_seed: int = 0,
                       temperature: float = 1.0, max_new_tokens: int = TINY_MAX_NEW_TOKENS, L0: float = TINY_L0,
                       batch_size: int = 512, keep_completions: bool = True, threads: int | None = 1,
-                      command: str = "") -> dict:
-    """Roll out the tiny policy on held-out mini-math and save the corpus.
+                      overwrite: bool = False, command: str = "") -> dict:
+    """Roll out the tiny policy on held-out mini-math and save the corpus (``data/mini-corpus``).
 
-    ``P`` test-split problems x ``K`` seeds x ``max(m_grid)`` rollouts are
-    generated once; smaller ``m`` are the leading prefixes (``subsample_from_max``).
-    Writes ``corpus.parquet`` (one row per rollout, with completions when
-    ``keep_completions``), ``corpus.npz`` (``rewards_m{m}`` ``(P, K, m, R)``, no
-    completions) and ``generation.json`` (every parameter, the timing and the
-    throughput) into ``out``.
+    :func:`mrgrpo.corpus.build.build_corpus` on the mini-math task (``P`` test-split problems
+    x ``K`` seeds x ``max(m_grid)`` rollouts; smaller ``m`` are prefixes), then this corpus's
+    own card: the Theorem-3 harness per ``m`` (:func:`corpus_summary`) in ``generation.json``
+    and a ``README.md`` with the tiny policy's accuracy and within-group variability.
 
     Returns
     -------
     dict
         The contents of ``generation.json``.
     """
-    import torch
-    import transformers
-
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-    out = Path(out)
-    backend = HFBackend(model, None, temperature=temperature, max_new_tokens=max_new_tokens,
-                        batch_size=batch_size)
-    backend.set_reward_fn(tiny_reward_fn(backend.tokenizer, L0))
-    problems = [{**p, "gold_reasoning": p["solution"]} for p in make_mini_math(P, seed=prompt_seed, split="test")]
-    load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    corpus = run_corpus(backend, problems, list(m_grid), K, subsample_from_max=True, seed=seed)
-    seconds = time.perf_counter() - t0
-    load_after = os.getloadavg()[0]
-    out.mkdir(parents=True, exist_ok=True)
-    if not keep_completions:
-        for g in corpus.rollouts:
-            g.completions = None
-    save_parquet(corpus, out / "corpus.parquet")
-    stripped = [g.completions for g in corpus.rollouts]
-    for g in corpus.rollouts:
-        g.completions = None
-    save_npz(corpus, out / "corpus.npz")
-    for g, c in zip(corpus.rollouts, stripped):
-        g.completions = c
-    n = P * K * max(m_grid)
-    params = {
-        "command": command, "model": str(model), "n_prompts": P, "K_seeds": K, "m_grid": sorted(m_grid),
-        "subsample_from_max": True, "seed": seed,
-        "prompts": f"make_mini_math({P}, seed={prompt_seed}, split='test')",
-        "temperature": temperature, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
-        "reward": f"MathRewardFunction(L0={L0}, tokenizer=<tiny tokenizer>)", "L0": L0,
-        "reward_names": list(corpus.reward_names), "threads": threads,
-        "sampler": backend.generation_params()["sampler"],
-        "completions": n, "seconds": round(seconds, 2), "completions_per_second": round(n / seconds, 1),
-        "truncated_fraction": backend.last_stats.get("truncated_fraction"),
-        "mean_new_tokens": backend.last_stats.get("mean_new_tokens"),
-        "torch": torch.__version__, "transformers": transformers.__version__, "machine": platform.machine(),
-        "cpu_count": os.cpu_count(), "load_average": [round(load_before, 2), round(load_after, 2)],
-        "files": {"corpus.parquet": "one row per rollout (released-rollouts schema"
-                                    + (", with completions)" if keep_completions else ")"),
-                  "corpus.npz": "rewards_m{m} (P, K, m, R) and raw_length_m{m} (P, K, m)"},
-    }
-    params["summary"] = corpus_summary(corpus)
-    atomic_write_text(out / "generation.json", json.dumps(params, indent=2) + "\n")
-    _write_corpus_readme(out, params)
+    record = build_corpus(model, "mini-math", out, P=P, K=K, m_grid=m_grid, seed=seed, prompt_seed=prompt_seed,
+                          temperature=temperature, max_new_tokens=max_new_tokens, L0=L0, batch_size=batch_size,
+                          chunk_prompts=P, threads=threads, keep_completions=keep_completions, overwrite=overwrite,
+                          progress=False, command=command)
+    corpus = record.pop("corpus")
+    params = {**record, "n_prompts": P, "K_seeds": K, "seconds": record["seconds_this_session"],
+              "reward": f"MathRewardFunction(L0={L0}, tokenizer=<tiny tokenizer>)",
+              "summary": corpus_summary(corpus)}
+    atomic_write_text(Path(out) / "generation.json", json.dumps(params, indent=2) + "\n")
+    _write_corpus_readme(Path(out), params)
     return params
 
 

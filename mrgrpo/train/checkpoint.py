@@ -51,7 +51,7 @@ from .rng_state import capture_rng_state, restore_rng_state
 __all__ = ["RunLayout", "CHECKPOINT_FILES", "LATEST", "CHECKPOINTS", "save_checkpoint",
            "latest_checkpoint", "complete_checkpoints", "load_checkpoint", "capture_rng_state",
            "restore_rng_state", "load_tensor_file", "read_run_config", "read_run_table",
-           "clean_orphans", "checkpoint_root"]
+           "clean_orphans", "checkpoint_root", "write_run_config", "read_checkpoint_state"]
 
 LATEST = "latest"
 #: The folder of a run's checkpoints, under its ``out_dir``.
@@ -74,6 +74,11 @@ class RunLayout:
     def config(self) -> Path:
         """``config.json``: the GRPOConfig as a dict."""
         return self.root / "config.json"
+
+    @property
+    def run_info(self) -> Path:
+        """``run_info.json``: what else defines the run (the task settings)."""
+        return self.root / "run_info.json"
 
     @property
     def adapter(self) -> Path:
@@ -317,7 +322,20 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     return state
 
 
-# ----------------------------------------------------------------------------- reading a run
+# ----------------------------------------------------------------------------- recording and reading a run
+def write_run_config(out_dir: str | os.PathLike, config: dict, run_info: Optional[dict] = None) -> None:
+    """Record a run's config (``config.json``) and its other settings (``run_info.json``) atomically."""
+    layout = RunLayout(Path(out_dir))
+    layout.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(layout.config, json.dumps(config, indent=1, default=_json_default))
+    atomic_write_text(layout.run_info, json.dumps(dict(run_info or {}), indent=1, default=_json_default))
+
+
+def read_checkpoint_state(path: str | os.PathLike) -> dict:
+    """A checkpoint's ``state.json`` (step, histories, config, run settings); reads no tensor."""
+    return json.loads((Path(path) / "state.json").read_text())
+
+
 def read_run_config(run_dir: str | os.PathLike) -> tuple[dict, Optional[Path]]:
     """The run's config: ``config.json`` (and its path), else the ``config`` of the newest
     complete checkpoint's ``state.json`` (path None), else ``{}``. Reads only."""

@@ -7,7 +7,7 @@ ones) on the same held-out prompts.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 from .config import GRPOConfig
 
@@ -18,7 +18,7 @@ MODE_LABELS = {"na": "NA", "an": "AN", "single": "single-reward"}
 
 
 class Comparison(NamedTuple):
-    """What :func:`compare_estimators` returns (it unpacks as a 3-tuple).
+    """What :func:`compare_estimators` and :func:`mrgrpo.train.stored_runs.load_runs` return.
 
     Attributes
     ----------
@@ -30,16 +30,20 @@ class Comparison(NamedTuple):
         ``mode`` and ``seed`` columns.
     untrained : dict
         The same held-out metrics for the policy before training.
+    samples : pandas.DataFrame
+        Every evaluated reply: ``mode`` (``"untrained"`` before training), ``seed``,
+        ``step``, ``prompt``, ``completion``, each channel's reward, ``n_tokens``, ``ended``.
     """
 
     evals: Any
     curves: Any
     untrained: dict
+    samples: Any
 
 
 def compare_estimators(modes: Sequence[str], seeds: Sequence[int], make_config: Callable[[str, int], GRPOConfig],
                        reward_fn: Any, train_prompts: Sequence[Any], eval_prompts: Sequence[Any],
-                       progress: bool = True) -> Comparison:
+                       progress: bool = True, make_trainer: Optional[Callable[..., Any]] = None) -> Comparison:
     """Train one policy per (mode, seed) and evaluate each on the held-out prompts.
 
     Parameters
@@ -55,16 +59,22 @@ def compare_estimators(modes: Sequence[str], seeds: Sequence[int], make_config: 
     train_prompts, eval_prompts : sequence of prompt items
     progress : bool
         A tqdm bar over the ``len(modes) * len(seeds)`` runs.
+    make_trainer : callable, optional
+        ``make_trainer(config, reward_fn, prompts, eval_prompts=...)``: the trainer of a run.
+        Default :class:`~mrgrpo.train.trainer.GRPOTrainer`; pass
+        :func:`mrgrpo.integrations.engines.make_trainer` to honour ``config.engine``.
 
     Returns
     -------
     Comparison
-        ``(evals, curves, untrained)``.
+        ``(evals, curves, untrained, samples)``.
     """
     import pandas as pd
     from mrgrpo.core.progress import progress_bar
 
     from .trainer import GRPOTrainer
+
+    make_trainer = make_trainer or GRPOTrainer
 
     modes, seeds = list(modes), [int(s) for s in seeds]
     bad = [m for m in modes if m not in MODE_LABELS]
@@ -75,22 +85,26 @@ def compare_estimators(modes: Sequence[str], seeds: Sequence[int], make_config: 
     if not eval_prompts:
         raise ValueError("eval_prompts is empty: the comparison is on held-out prompts")
     runs = [(m, s) for m in modes for s in seeds]
-    evals, curves, untrained = [], [], None
+    evals, curves, untrained, samples = [], [], None, []
     for mode, seed in progress_bar(runs, enabled=progress, desc="runs"):
-        trainer = GRPOTrainer(make_config(mode, seed), reward_fn, list(train_prompts),
-                              eval_prompts=list(eval_prompts))
+        trainer = make_trainer(make_config(mode, seed), reward_fn, list(train_prompts),
+                               eval_prompts=list(eval_prompts))
         keys = [*trainer.channel_names, "aggregate"]
+        label = MODE_LABELS[mode]
         if untrained is None:
             before = trainer.evaluate()  # LoRA starts at zero: this is the base model
             untrained = {k: before[k] for k in keys}
+            samples.append(pd.DataFrame(trainer.eval_samples).assign(mode="untrained", seed=seed))
         history = trainer.train()
         after = trainer.evaluate()
-        label = MODE_LABELS[mode]
+        final = pd.DataFrame(trainer.eval_samples)
+        samples.append(final[final["step"] == trainer.step].assign(mode=label, seed=seed))
         evals.append({"mode": label, "seed": seed, **{k: after[k] for k in keys}})
         curve = pd.DataFrame(history)
         curve["mode"], curve["seed"] = label, seed
         curves.append(curve)
-    return Comparison(pd.DataFrame(evals), pd.concat(curves, ignore_index=True), untrained)
+    return Comparison(pd.DataFrame(evals), pd.concat(curves, ignore_index=True), untrained,
+                      pd.concat(samples, ignore_index=True).drop_duplicates(ignore_index=True))
 
 
 def held_out_summary(evals: Any, untrained: dict) -> Any:
@@ -106,7 +120,7 @@ def held_out_summary(evals: Any, untrained: dict) -> Any:
     Returns
     -------
     pandas.DataFrame
-        Index ``["untrained", *modes]``; columns: each channel's mean, ``aggregate``
+        Index ``["untrained", *modes]`` (modes in the order NA, AN, single-reward); columns: each channel's mean, ``aggregate``
         (mean), ``aggregate sd`` (standard deviation over seeds, ``ddof = 1``;
         NaN for one run) and ``runs``.
     """
@@ -117,6 +131,8 @@ def held_out_summary(evals: Any, untrained: dict) -> Any:
     table = g[keys].mean()
     table["aggregate sd"] = g["aggregate"].std()
     table["runs"] = g.size()
+    known = [m for m in MODE_LABELS.values() if m in table.index]  # NA, AN, single-reward, whatever the run order
+    table = table.loc[known + [m for m in table.index if m not in known]]
     base = pd.DataFrame([{**{k: untrained[k] for k in keys}, "aggregate sd": float("nan"), "runs": 1}],
                         index=["untrained"])
     return pd.concat([base, table])

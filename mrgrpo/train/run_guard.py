@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -28,7 +29,7 @@ __all__ = ["run_files", "claim_out_dir", "resume_checkpoint", "refuse_resume"]
 def run_files(out_dir: str | os.PathLike) -> list[Path]:
     """The paths of a previous run that exist in ``out_dir``."""
     layout = RunLayout(Path(out_dir))
-    paths = [layout.config, *(f for stem in TABLES for f in layout.table(stem)), layout.adapter, layout.checkpoints]
+    paths = [layout.config, layout.run_info, *(f for stem in TABLES for f in layout.table(stem)), layout.adapter, layout.checkpoints]
     return [p for p in paths if p.exists() or p.is_symlink()]
 
 
@@ -85,7 +86,11 @@ def resume_checkpoint(out_dir: str | os.PathLike, config: GRPOConfig, run_info: 
         The run would change (every field named), or the checkpoint is unusable.
     """
     recorded, _ = read_run_config(out_dir)
-    refuse_resume(out_dir, resume_conflicts(recorded, config) if recorded else [])  # before anything loads
+    info_path = RunLayout(Path(out_dir)).run_info
+    recorded_info = json.loads(info_path.read_text()) if info_path.is_file() else None
+    if recorded:  # before any tensor loads
+        refuse_resume(out_dir, resume_conflicts(recorded, config, recorded_info,
+                                                run_info if recorded_info is not None else None))
     path = latest_checkpoint(RunLayout(Path(out_dir)).checkpoints)
     if path is None:
         claim_out_dir(out_dir, False, resuming=True)

@@ -50,7 +50,7 @@ from mrgrpo.lm.prompts import as_prompts, encode, render
 from mrgrpo.lm.sampling import group_uniforms, sample_tokens
 from mrgrpo.rewards.base import RewardFunctionError, score_completions
 
-from .checkpoint import checkpoint_root, save_checkpoint
+from .checkpoint import checkpoint_root, save_checkpoint, write_run_config
 from .config import GRPOConfig
 from .losses import aggregate, clip_fraction, clipped_surrogate, k3_kl, sequence_token_logprobs
 from .masks import completion_mask
@@ -178,6 +178,8 @@ class GRPOTrainer:
         self._load()
         if cfg.resume:
             self._resume()
+        elif self.out_dir:
+            write_run_config(self.out_dir, cfg.to_dict(), self.run_info)
         bar = progress_bar(range(self.step, cfg.n_steps), enabled=cfg.progress, initial=self.step,
                            total=cfg.n_steps, desc=f"GRPO[{cfg.mode}]", mininterval=2.0)
         for step in bar:

@@ -1,0 +1,113 @@
+"""``mrgrpo.train.stored_runs``: run folders written by ``mrgrpo train``, exported without weights, read back."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mrgrpo.cli import main
+from mrgrpo.train.stored_runs import describe_runs, export_records, load_runs
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+ARGS = ["--n-steps", "2", "--n-train", "8", "--n-eval", "4", "--m", "4", "--batch-prompts", "2",
+        "--max-new-tokens", "16", "--eval-temperature", "0", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for mode in ("na", "an", "single"):
+        assert main(["train", "--mode", mode, "--out", str(root / "trained" / f"{mode}-s0"), *ARGS]) == 0
+    for mode in ("na", "an", "single"):
+        export_records(root / "trained" / f"{mode}-s0", root / "stored" / f"{mode}-s0")
+    return root
+
+
+def test_export_keeps_the_records_and_drops_the_weights(runs):
+    stored = runs / "stored" / "na-s0"
+    names = {p.name for p in stored.iterdir()}
+    assert {"config.json", "run_info.json", "metrics.json", "eval.json", "eval_samples.json"} <= names
+    assert "adapter" not in names and "checkpoints" not in names
+    assert json.loads((stored / "run_info.json").read_text())["task"] == "mini-math"
+    with pytest.raises(ValueError, match="exists"):
+        export_records(runs / "trained" / "na-s0", stored)
+
+
+def test_load_runs_gives_the_comparison_of_the_stored_runs(runs):
+    evals, curves, untrained, samples = load_runs(runs / "stored")
+    assert sorted(evals["mode"]) == ["AN", "NA", "single-reward"]
+    final = json.loads((runs / "stored" / "an-s0" / "eval.json").read_text())[-1]
+    an = evals.set_index("mode").loc["AN"]
+    assert an["aggregate"] == pytest.approx(final["aggregate"])
+    first = json.loads((runs / "stored" / "na-s0" / "eval.json").read_text())[0]
+    assert untrained["aggregate"] == pytest.approx(first["aggregate"])
+    assert set(samples["mode"]) == {"untrained", "NA", "AN", "single-reward"}
+    assert (samples.groupby("mode").size() == 4).all()  # one reply per held-out prompt and run
+    assert len(curves) == 3 * 2
+    table = describe_runs(runs / "stored")
+    assert list(table["task"]) == ["mini-math"] * 3 and set(table["steps"]) == {2}
+
+
+def test_runs_that_do_not_share_an_untrained_policy_are_refused(runs, tmp_path):
+    import shutil
+
+    shutil.copytree(runs / "stored", tmp_path / "mixed")
+    path = tmp_path / "mixed" / "an-s0" / "eval.json"
+    records = json.loads(path.read_text())
+    records[0]["aggregate"] += 0.5
+    path.write_text(json.dumps(records))
+    with pytest.raises(ValueError, match="untrained evaluation differs"):
+        load_runs(tmp_path / "mixed")
+    with pytest.raises(ValueError, match="no run folders"):
+        load_runs(tmp_path / "empty")
+
+
+def test_runs_on_different_splits_are_paired_within_each_split(runs, tmp_path):
+    """Seeds that drew their own held-out prompts: one untrained evaluation per split, their mean overall."""
+    import shutil
+
+    import numpy as np
+
+    from mrgrpo.analysis.held_out import mode_difference
+
+    root = tmp_path / "two-splits"
+    for mode in ("na", "an"):
+        shutil.copytree(runs / "stored" / f"{mode}-s0", root / f"{mode}-s0")
+        other = root / f"{mode}-s1"
+        shutil.copytree(runs / "stored" / f"{mode}-s0", other)
+        cfg = json.loads((other / "config.json").read_text())
+        (other / "config.json").write_text(json.dumps({**cfg, "seed": 1}))
+        replies = json.loads((other / "eval_samples.json").read_text())
+        (other / "eval_samples.json").write_text(json.dumps([{**r, "prompt": "split 1: " + r["prompt"]}
+                                                             for r in replies]))
+        ev = json.loads((other / "eval.json").read_text())
+        ev[0]["aggregate"] += 1.0  # another split, another untrained score
+        (other / "eval.json").write_text(json.dumps(ev))
+    evals, _, untrained, samples = load_runs(root)
+    first = json.loads((root / "na-s0" / "eval.json").read_text())[0]["aggregate"]
+    assert untrained["aggregate"] == pytest.approx(first + 0.5)  # the mean of the two splits
+    assert (samples[samples["mode"] == "untrained"].groupby("seed").size() == 4).all()
+    w = [1.0] * 3
+    channels = [c for c in ("correctness", "format", "length") if c in samples.columns]
+    diff = mode_difference(samples, "NA", "AN", channels, w[:len(channels)])
+    assert diff["prompts"].iloc[0] == 8  # both splits' prompts, paired within their split
+    assert np.isfinite(diff["difference"]).all()
+    # the same split must still agree on the untrained policy
+    bad = json.loads((root / "an-s1" / "eval.json").read_text())
+    bad[0]["aggregate"] += 0.25
+    (root / "an-s1" / "eval.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="na-s1: its untrained evaluation differs from an-s1"):
+        load_runs(root)
+
+
+def test_data_seed_fixes_the_split_across_run_seeds():
+    from mrgrpo.tasks.registry import TaskSettings
+
+    fixed = TaskSettings(task="fintech", n_train=8, n_eval=4, data_seed=0)
+    held = [fixed.setup(seed=s).eval_prompts for s in (0, 1)]
+    assert held[0] == held[1]
+    free = TaskSettings(task="fintech", n_train=8, n_eval=4)
+    assert free.setup(seed=0).eval_prompts == held[0] and free.setup(seed=1).eval_prompts != held[0]
+    with pytest.raises(ValueError):
+        TaskSettings(data_seed=-1)
