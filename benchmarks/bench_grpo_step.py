@@ -25,7 +25,7 @@ The split is measured by wrapping those methods on the trainer instance (this sc
 
 Usage::
 
-    MRGRPO_CACHE=/tmp/lead/cache OMP_NUM_THREADS=1 python benchmarks/bench_grpo_step.py \\
+    OMP_NUM_THREADS=1 python benchmarks/bench_grpo_step.py \\
         --steps 5 --warmup 1 --prompts 2,4 --repeats 2
     python benchmarks/bench_grpo_step.py --steps 1 --warmup 0 --prompts 2     # does it work? (minutes on CPU)
 """

@@ -22,6 +22,9 @@ def test_fmt_never_prints_negative_zero_or_nan():
     assert fmt(-0.0006) == "-0.001"
     assert fmt(float("nan")) == "n/a" and fmt(None) == "n/a"
     assert fmt(4.0, 0) == "4"
+    # signed: the sign always shows, and a rounded zero is +0.000 (the held-out difference tables)
+    assert fmt(-0.0001, signed=True) == "+0.000" and fmt(0.0123, signed=True) == "+0.012"
+    assert fmt(-0.0123, signed=True) == "-0.012" and fmt(float("nan"), signed=True) == "n/a"
 
 
 def test_fmt_p_floors_at_double_precision():

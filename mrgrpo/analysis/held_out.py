@@ -25,6 +25,7 @@ import numpy as np
 from mrgrpo.core.checks import check_weights
 
 from .bootstrap import bootstrap_weights, percentile_ci
+from .verdicts import fmt
 
 __all__ = ["prompt_means", "mode_difference", "reply_lengths", "aggregate_finding", "allocation_finding",
            "collapse_finding"]
@@ -96,7 +97,8 @@ def reply_lengths(samples: Any, n_boot: int = 2000, seed: int = 0, ci: float = 0
 
 
 def _interval(row: Any, digits: int = 3) -> str:
-    return f"{row['difference']:+.{digits}f} [{row['lo']:+.{digits}f}, {row['hi']:+.{digits}f}]"
+    d, lo, hi = (fmt(row[k], digits, signed=True) for k in ("difference", "lo", "hi"))
+    return f"{d} [{lo}, {hi}]"
 
 
 def aggregate_finding(diff: Any, a: str = "NA", b: str = "AN") -> tuple[bool, str]:

@@ -31,12 +31,13 @@ P_FLOOR = 1e-16
 
 
 # --------------------------------------------------------------------------- formatting
-def fmt(x: float, digits: int = 3) -> str:
-    """``x`` with ``digits`` decimals; ``n/a`` for NaN or None; a rounded zero is ``0``, never ``-0``."""
+def fmt(x: float, digits: int = 3, signed: bool = False) -> str:
+    """``x`` with ``digits`` decimals (``signed``: always with its sign, ``+0.000`` for zero);
+    ``n/a`` for NaN or None; a rounded zero is ``0``, never ``-0``."""
     if x is None or not np.isfinite(float(x)):
         return "n/a"
     v = round(float(x), digits)
-    return f"{(v if v != 0 else 0.0):.{digits}f}"
+    return f"{(v if v != 0 else 0.0):{'+' if signed else ''}.{digits}f}"
 
 
 def fmt_p(p: float, prefix: bool = True) -> str:
