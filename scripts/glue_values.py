@@ -39,7 +39,8 @@ def glued_values(root: Path) -> dict[str, dict[str, str]]:
 
 
 def _text(data: dict) -> str:
-    text = data.get("text/plain", "")
+    # a glue output of a stored (papermill) run keeps its value under the scrapbook mime prefix
+    text = data.get("text/plain", data.get("application/papermill.record/text/plain", ""))
     return "".join(text) if isinstance(text, list) else str(text)
 
 

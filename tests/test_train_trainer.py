@@ -336,3 +336,27 @@ def test_lr_schedule_warmup_then_constant_or_linear_decay():
     lin = factors(warmup_steps=2, lr_schedule="linear")
     assert lin[:2] == [0.5, 1.0] and lin[2] == 1.0 and lin[-1] == pytest.approx(1 / 8)
     assert all(a > b for a, b in zip(lin[2:], lin[3:]))
+
+
+def test_corpus_backend_and_trainer_stop_on_the_same_eos_ids(tiny_path, tmp_path):
+    """An instruct model often ends a turn on its generation config's EOS, not its tokenizer's:
+    Tier-2 corpora and Tier-3 training must both stop on the union (they once stopped differently)."""
+    import shutil
+
+    from transformers import GenerationConfig
+
+    from mrgrpo.corpus.hf import HFBackend
+    from mrgrpo.lm.loader import eos_token_ids, load_tokenizer
+
+    folder = tmp_path / "instruct-like"
+    shutil.copytree(tiny_path, folder)
+    tok = load_tokenizer(folder)
+    turn_end = next(i for i in range(len(tok)) if i not in (tok.eos_token_id, tok.pad_token_id))
+    GenerationConfig(eos_token_id=[turn_end]).save_pretrained(folder)
+    backend = HFBackend(str(folder), None, progress=False)
+    trainer = GRPOTrainer(small(str(folder), n_steps=1), three_channel, PROMPTS)
+    trainer._load()
+    expected = {tok.eos_token_id, turn_end}
+    assert set(backend.eos_ids) == expected and set(trainer.eos_ids) == expected
+    with pytest.raises(ValueError, match="names an EOS token"):
+        eos_token_ids(type("NoEos", (), {"eos_token_id": None})())
