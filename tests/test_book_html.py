@@ -70,13 +70,27 @@ class Page(HTMLParser):
         if tag == "div" and "cell_input" in cls.split():
             self.inputs.append([])
         if tag == "table":
-            self.tables.append({"classes": cls, "head": [], "body": [], "row": None, "in_head": False})
+            self.tables.append({"classes": cls, "head": [], "body": [], "row": None, "in_head": False,
+                                "spans": {}, "new_spans": []})
         if self.tables and tag == "thead":
             self.tables[-1]["in_head"] = True
         if self.tables and tag == "tr":
             self.tables[-1]["row"] = []
+            self.tables[-1]["new_spans"] = []
         if self.tables and tag in ("td", "th") and self.tables[-1]["row"] is not None:
-            self.tables[-1]["row"].append("")
+            tab = self.tables[-1]
+            self._fill_spans(tab)
+            rowspan = int(dict(attrs).get("rowspan") or 1)
+            if rowspan > 1:  # a multi-index label: repeat it in the rows below, so columns stay aligned
+                tab["new_spans"].append((len(tab["row"]), rowspan - 1))
+            tab["row"].append("")
+
+    @staticmethod
+    def _fill_spans(tab):
+        while tab["spans"].get(len(tab["row"]), (0, ""))[0] > 0:
+            left, text = tab["spans"][len(tab["row"])]
+            tab["spans"][len(tab["row"])] = (left - 1, text)
+            tab["row"].append(text)
 
     def handle_endtag(self, tag):
         while self.stack:
@@ -88,6 +102,9 @@ class Page(HTMLParser):
             if tag == "thead":
                 tab["in_head"] = False
             if tag == "tr" and tab["row"] is not None:
+                self._fill_spans(tab)
+                for col, left in tab["new_spans"]:
+                    tab["spans"][col] = (left, tab["row"][col])
                 (tab["head"] if tab["in_head"] else tab["body"]).append([c.strip() for c in tab["row"]])
                 tab["row"] = None
 
@@ -127,6 +144,14 @@ def _name(path: Path) -> str:
 @pytest.fixture(scope="module")
 def pages() -> dict[str, Page]:
     return {_name(p): _page(p) for p in _built_pages()}
+
+
+def test_the_parser_repeats_multi_index_labels_so_columns_stay_aligned():
+    """pandas writes a multi-index label once with ``rowspan``; the rows below must not shift left."""
+    page = Page("<table><thead><tr><th>check</th><th>m</th><th>value</th></tr></thead><tbody>"
+                "<tr><th rowspan='2'>floor</th><th>4</th><td>1.00</td></tr>"
+                "<tr><th>8</th><td>0.50</td></tr><tr><th>other</th><th>16</th><td>2.00</td></tr></tbody></table>")
+    assert page.tables[0]["body"] == [["floor", "4", "1.00"], ["floor", "8", "0.50"], ["other", "16", "2.00"]]
 
 
 # --------------------------------------------------------------------------- debris in outputs

@@ -120,11 +120,17 @@ def tier2_checks(tensors: Mapping[int, np.ndarray], w: Sequence[float], *, chann
 
 
 def side_by_side(tables: Mapping[str, Any]) -> Any:
-    """Several :func:`tier2_checks` tables as columns, rows in the first table's order (``"n/a"`` where absent)."""
+    """Several :func:`tier2_checks` tables as columns (``"n/a"`` where absent).
+
+    Rows keep the first table's order; a row only a later table has joins its check's block
+    (a corpus's own channels under "corpus"), so each check reads as one block.
+    """
     import pandas as pd
 
     keyed = {label: t.set_index(["check", "quantity", "m"])["value"] for label, t in tables.items()}
     order = list(dict.fromkeys(k for s in keyed.values() for k in s.index))
+    checks = list(dict.fromkeys(k[0] for k in order))
+    order.sort(key=lambda k: checks.index(k[0]))  # stable: within a check, first-seen order
     out = pd.DataFrame({label: s.reindex(order) for label, s in keyed.items()}, index=pd.MultiIndex.from_tuples(
         order, names=["check", "quantity", "m"]))
     return out.fillna("n/a")
