@@ -170,3 +170,22 @@ def test_bad_arguments(backend):
         HFBackend(DEFAULT_MODEL_DIR, None, progress=False).generate_groups([{"prompt": "x", "gold": "1"}], 2, [0])
     with pytest.raises(ValueError, match="callable"):
         HFBackend(DEFAULT_MODEL_DIR, "not a function")
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_sampling(backend, tmp_path):
+    """The shipped policy's window is 384 tokens: a long prompt plus the budget must not run off its end,
+    neither in a corpus nor in training (both sample through ``sample_tokens``)."""
+    from mrgrpo.lm.sampling import sample_tokens
+    from mrgrpo.train import GRPOConfig, GRPOTrainer
+
+    limit = backend.model.config.max_position_embeddings
+    long_prompt = "Q: " + "1 + " * (limit // 2) + "1 = ?\nA:"
+    with pytest.raises(ValueError, match="exceeds the model's context window of 384 tokens"):
+        backend.generate_groups([long_prompt], 2, [0])
+    ids = backend.tokenizer(long_prompt, add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match="context window"):
+        sample_tokens(backend.model, [ids], np.zeros((1, 8)), temperature=1.0, eos_ids=[0], pad_id=0)
+    trainer = GRPOTrainer(GRPOConfig(model=str(DEFAULT_MODEL_DIR), m=2, batch_prompts=1, n_steps=1, progress=False),
+                          lambda c, p: [1.0, 0.0, 0.0], [long_prompt])
+    with pytest.raises(ValueError, match="context window"):
+        trainer.train()

@@ -95,6 +95,7 @@ def sample_tokens(model: Any, prompt_ids: Sequence[Sequence[int]], uniforms: np.
         Whether the row stopped on EOS (else it was cut at ``T``).
     """
     n, T = uniforms.shape
+    check_context(model, max(len(p) for p in prompt_ids), T)  # every sampler path stops here, trainer included
     device = next(model.parameters()).device
     heads: dict[tuple[int, ...], int] = {}
     inv_list = [heads.setdefault(tuple(p), len(heads)) for p in prompt_ids]
