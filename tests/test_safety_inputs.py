@@ -249,6 +249,17 @@ def test_a_bare_string_of_prompts_is_refused_everywhere(tiny_lm, entry):
         bare_prompt_entry_points(tiny_lm)[entry]()
 
 
+def test_optional_held_out_prompts_may_be_absent_but_not_a_bare_string():
+    from mrgrpo.lm.prompts import as_prompts
+
+    assert as_prompts(None, "eval_prompts", optional=True) == [] and as_prompts([], "eval_prompts", optional=True) == []
+    assert [p.text for p in as_prompts(["a", "b"], "eval_prompts", optional=True)] == ["a", "b"]
+    with pytest.raises(ValueError, match="single str"):
+        as_prompts("What is 1+1?", "eval_prompts", optional=True)
+    with pytest.raises(ValueError, match="non-empty"):
+        as_prompts([], "prompts")
+
+
 # --- mrgrpo analyze on broken files -------------------------------------------------------------
 
 def broken_files(tmp: Path) -> dict:

@@ -111,3 +111,20 @@ def test_data_seed_fixes_the_split_across_run_seeds():
     assert free.setup(seed=0).eval_prompts == held[0] and free.setup(seed=1).eval_prompts != held[0]
     with pytest.raises(ValueError):
         TaskSettings(data_seed=-1)
+
+
+def test_runs_that_predate_run_info_are_read_from_their_checkpoint(runs, tmp_path):
+    """Run folders written before ``run_info.json`` existed keep the task in their checkpoints' state."""
+    import shutil
+
+    from mrgrpo.train.checkpoint import RunLayout, read_run_info
+
+    old = tmp_path / "old" / "na-s0"
+    shutil.copytree(runs / "trained" / "na-s0", old)
+    assert any(RunLayout(old).checkpoints.glob("checkpoint-*")), "the fixture run must have checkpoints"
+    RunLayout(old).run_info.unlink()
+    assert read_run_info(old)["task"] == "mini-math"
+    assert describe_runs(tmp_path / "old").loc["na-s0", "task"] == "mini-math"
+    exported = export_records(old, tmp_path / "exported")
+    assert json.loads((exported / "run_info.json").read_text())["task"] == "mini-math"
+    assert read_run_info(tmp_path / "nothing-here") == {}

@@ -42,9 +42,10 @@ from mrgrpo.core.checks import SeedLike, as_generator, check_weights
 from mrgrpo.core.stats import sample_correlation
 from mrgrpo.corpus.real_scores import DEFAULT_M_GRID, DEFAULT_W, RealScoreData
 from mrgrpo.analysis.bootstrap import bootstrap_weights, percentile_ci
+from mrgrpo.analysis.floor_target import degenerate_share
 from mrgrpo.analysis.plots import save_figure
 
-__all__ = ["analyze_real_scores", "reshuffle_within_groups", "group_terms", "plot_ratios", "share_of_shortfall"]
+__all__ = ["analyze_real_scores", "reshuffle_within_groups", "group_terms", "plot_ratios"]
 
 
 def reshuffle_within_groups(g: np.ndarray, seed: SeedLike = 0) -> np.ndarray:
@@ -90,18 +91,6 @@ def group_terms(rewards: np.ndarray, g: np.ndarray, w, mode: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- analysis
-def share_of_shortfall(short: np.ndarray, deg: np.ndarray) -> float:
-    """The degenerate groups' share of a shortfall, ``|S_deg| / (|S_deg| + |S_other|)``: in [0, 1] by construction.
-
-    ``short`` ``(P, K)`` is each group's ``w^T C w - mean_j A_j^2``; ``deg`` marks the degenerate
-    groups. The other groups' part can be negative (their ``mean A^2`` above ``w^T C w``), so a
-    plain ratio of sums could leave [0, 1]; this is the floor check's accounting. NaN without
-    any shortfall.
-    """
-    d_deg, d_other = abs(float(short[deg].sum())), abs(float(short[~deg].sum()))
-    return d_deg / (d_deg + d_other) if d_deg + d_other > 0 else float("nan")
-
-
 def pooled_quadratic(rewards: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``w^T C_p w`` with ``C_p`` the correlation over all of prompt ``p``'s rollouts, ``(P,)``."""
     P, K, M, R = rewards.shape
@@ -187,6 +176,9 @@ def analyze_real_scores(data: RealScoreData, w: Sequence[float] = DEFAULT_W, m_g
             deg = t["degenerate"]
             short = q_pop[:, None] - t["a2"]                       # (P, K) shortfall of mean A^2
             nd = ~deg
+            # the floor check's accounting of the shortfall, in [0, 1]; NaN without any shortfall
+            s_deg, s_nd = float(short[deg].sum()), float(short[nd].sum())
+            share_deg = degenerate_share(s_deg, s_nd) if abs(s_deg) + abs(s_nd) > 0 else float("nan")
             num_nd = (t["shuffle"] * nd[..., None]).sum(axis=1)    # (P, D)
             den_nd = pred * nd.sum(axis=1)[:, None]                # (P, D): pred per non-degenerate group
             ratio_nd = float(num_nd.sum() / den_nd.sum()) if den_nd.sum() > 0 else float("nan")
@@ -198,7 +190,7 @@ def analyze_real_scores(data: RealScoreData, w: Sequence[float] = DEFAULT_W, m_g
                         "gap_lo": gap_lo, "gap_hi": gap_hi, "kappa": kappa,
                         "frac_degenerate": float(deg.mean()),
                         "mean_A2_over_wCw": float(t["a2"].sum() / (q_pop.sum() * K)) if q_pop.sum() > 0 else np.nan,
-                        "shortfall_share_degenerate": share_of_shortfall(short, deg),
+                        "shortfall_share_degenerate": share_deg,
                         "ratio_reshuffled_nondegenerate": ratio_nd})
     sd = g_all.reshape(P * K * M, D).std(axis=0, ddof=1)
     checks = pd.DataFrame({"direction": np.arange(D),

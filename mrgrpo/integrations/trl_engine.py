@@ -206,8 +206,7 @@ class TRLEngineTrainer:
         self.reward_fn = reward_fn
         self.channel_names = tuple(str(n) for n in names)
         self.prompts = as_prompts(prompts, "prompts")
-        self.eval_prompts = as_prompts(eval_prompts, "eval_prompts") if eval_prompts is not None and \
-            len(eval_prompts) else []
+        self.eval_prompts = as_prompts(eval_prompts, "eval_prompts", optional=True)
         self.callbacks = list(callbacks)
         self.run_info = dict(run_info or {})
         self.out_dir = Path(self.cfg.out_dir) if self.cfg.out_dir else None

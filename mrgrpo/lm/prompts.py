@@ -116,11 +116,16 @@ def as_prompt(item: Any, where: str = "prompt") -> Prompt:
                      f"with 'prompt' or 'messages', or a (prompt, gold) pair; got {type(item).__name__}")
 
 
-def as_prompts(items: Sequence[Any], where: str = "prompts") -> list[Prompt]:
-    """Normalize a non-empty sequence of prompt items (a bare string is refused, not split into characters)."""
+def as_prompts(items: Sequence[Any], where: str = "prompts", *, optional: bool = False) -> list[Prompt]:
+    """Normalize a non-empty sequence of prompt items (a bare string is refused, not split into characters).
+
+    With ``optional`` (held-out prompts), ``None`` or an empty sequence gives ``[]``.
+    """
     if isinstance(items, (str, bytes)):
         raise ValueError(f"{where} must be a sequence of prompts, got a single {type(items).__name__}; "
                          f"wrap it in a list: [{items!r:.40}]")
+    if optional and (items is None or (hasattr(items, "__len__") and len(items) == 0)):
+        return []
     if items is None or not hasattr(items, "__len__") or len(items) == 0:
         raise ValueError(f"{where} must be a non-empty sequence of prompts")
     return [as_prompt(p, f"{where}[{i}]") for i, p in enumerate(items)]

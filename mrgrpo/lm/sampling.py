@@ -248,7 +248,7 @@ def sample_groups(model: Any, tokenizer: Any, prompts: Sequence[Any], m: int, se
     eos = tuple(eos_ids) if eos_ids is not None else eos_token_ids(tokenizer, model)
     texts = [render(p, tokenizer, system_prompt=system_prompt, use_chat_template=use_chat_template) for p in items]
     ids = [encode(p, tokenizer, system_prompt=system_prompt, use_chat_template=use_chat_template) for p in items]
-    check_context(model, max(len(i) for i in ids), int(max_new_tokens))
+    check_context(model, max(len(i) for i in ids), int(max_new_tokens))  # before any batch: rows run shortest first
     rows_ids: list[list[int]] = []
     rows_u: list[np.ndarray] = []
     for text, pid in zip(texts, ids):

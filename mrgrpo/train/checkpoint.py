@@ -51,7 +51,7 @@ from .rng_state import capture_rng_state, restore_rng_state
 __all__ = ["RunLayout", "CHECKPOINT_FILES", "LATEST", "CHECKPOINTS", "save_checkpoint",
            "latest_checkpoint", "complete_checkpoints", "load_checkpoint", "capture_rng_state",
            "restore_rng_state", "load_tensor_file", "read_run_config", "read_run_table",
-           "clean_orphans", "checkpoint_root", "write_run_config", "read_checkpoint_state"]
+           "clean_orphans", "checkpoint_root", "write_run_config", "read_run_info"]
 
 LATEST = "latest"
 #: The folder of a run's checkpoints, under its ``out_dir``.
@@ -331,17 +331,9 @@ def write_run_config(out_dir: str | os.PathLike, config: dict, run_info: Optiona
     atomic_write_text(layout.run_info, json.dumps(dict(run_info or {}), indent=1, default=_json_default))
 
 
-def read_checkpoint_state(path: str | os.PathLike) -> dict:
-    """A checkpoint's ``state.json`` (step, histories, config, run settings); reads no tensor."""
-    return json.loads((Path(path) / "state.json").read_text())
-
-
-def read_run_config(run_dir: str | os.PathLike) -> tuple[dict, Optional[Path]]:
-    """The run's config: ``config.json`` (and its path), else the ``config`` of the newest
-    complete checkpoint's ``state.json`` (path None), else ``{}``. Reads only."""
-    layout = RunLayout(Path(run_dir))
-    if layout.config.is_file():
-        return json.loads(layout.config.read_text()), layout.config
+def _newest_state(layout: RunLayout) -> Optional[dict]:
+    """The ``state.json`` of the checkpoint ``latest`` names, else of the newest complete one, else of
+    the newest of any; None without one."""
     root = layout.checkpoints
     pointer = root / LATEST
     named = pointer.read_text().strip() if pointer.is_file() else ""
@@ -351,9 +343,28 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[dict, Optional[Path]]:
     for folder in candidates:
         state = folder / "state.json"
         if state.is_file():
-            cfg = json.loads(state.read_text()).get("config")
-            return (dict(cfg) if isinstance(cfg, dict) else {}), None
-    return {}, None
+            return json.loads(state.read_text())
+    return None
+
+
+def read_run_config(run_dir: str | os.PathLike) -> tuple[dict, Optional[Path]]:
+    """The run's config: ``config.json`` (and its path), else the ``config`` of the newest
+    complete checkpoint's ``state.json`` (path None), else ``{}``. Reads only."""
+    layout = RunLayout(Path(run_dir))
+    if layout.config.is_file():
+        return json.loads(layout.config.read_text()), layout.config
+    cfg = (_newest_state(layout) or {}).get("config")
+    return (dict(cfg) if isinstance(cfg, dict) else {}), None
+
+
+def read_run_info(run_dir: str | os.PathLike) -> dict:
+    """The run's other settings (the task): ``run_info.json``, else the ``run_info`` of the newest
+    checkpoint's ``state.json`` (runs that predate the file), else ``{}``. Reads only."""
+    layout = RunLayout(Path(run_dir))
+    if layout.run_info.is_file():
+        return json.loads(layout.run_info.read_text())
+    info = (_newest_state(layout) or {}).get("run_info")
+    return dict(info) if isinstance(info, dict) else {}
 
 
 def read_run_table(run_dir: str | os.PathLike, stem: str) -> tuple[Optional[list[dict]], Optional[Path]]:

@@ -15,8 +15,7 @@ from typing import Any
 
 from mrgrpo.core.files import atomic_folder
 
-from .checkpoint import (TABLES, RunLayout, complete_checkpoints, read_checkpoint_state, read_run_config,
-                         read_run_table, write_run_config)
+from .checkpoint import TABLES, RunLayout, read_run_config, read_run_info, read_run_table, write_run_config
 from .experiment import MODE_LABELS, Comparison
 
 __all__ = ["load_runs", "describe_runs", "export_records"]
@@ -100,12 +99,7 @@ def describe_runs(runs_dir: str | os.PathLike) -> Any:
         cfg = read_run_config(run)[0] if run.is_dir() else {}
         if not cfg:
             continue
-        info = {}
-        info_path = run / "run_info.json"
-        if info_path.is_file():
-            import json
-
-            info = json.loads(info_path.read_text())
+        info = read_run_info(run)
         rows.append({"run": run.name, "mode": MODE_LABELS[cfg["mode"]], "seed": cfg["seed"], "steps": cfg["n_steps"],
                      "model": cfg["model"], "task": info.get("task", "?"), "lr": cfg["lr"], "m": cfg["m"],
                      "prompts per step": cfg["batch_prompts"], "max new tokens": cfg["max_new_tokens"],
@@ -121,7 +115,6 @@ def export_records(run_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
     tables (metrics, evaluations, evaluated replies). What :func:`load_runs` reads, small
     enough to keep in a repository; the adapter and the checkpoints stay behind.
     """
-    import json
     import shutil
 
     src, dest = RunLayout(Path(run_dir)), Path(dest)
@@ -130,10 +123,7 @@ def export_records(run_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
     config, _ = read_run_config(src.root)
     if not config:
         raise ValueError(f"{src.root} holds no run config")
-    info = json.loads(src.run_info.read_text()) if src.run_info.is_file() else None
-    if info is None:
-        done = complete_checkpoints(src.checkpoints)
-        info = read_checkpoint_state(done[-1]).get("run_info", {}) if done else {}
+    info = read_run_info(src.root)
     with atomic_folder(dest) as tmp:  # the whole folder appears, or nothing
         write_run_config(tmp, config, info)
         for stem in TABLES:
