@@ -40,11 +40,11 @@ $(VERL_STAMP): pyproject.toml
 
 ## Run the test suite (CPU, offline): the main suite, then the verl tests in .venv-verl. The cloud tests
 ## start a real sshd on loopback; scripts/ensure_sshd.sh installs openssh-server when it is missing.
-## tests/test_book_html.py reads the built book: `make book` runs it after the build.
+## tests/project/test_book_html.py reads the built book: `make book` runs it after the build.
 test: setup setup-verl
 	bash scripts/ensure_sshd.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/test_integrations_verl.py --ignore=tests/test_book_html.py
-	$(VERL_BIN)/python -m pytest -q -p no:cacheprovider tests/test_integrations_verl.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/integrations/test_integrations_verl.py --ignore=tests/project/test_book_html.py
+	$(VERL_BIN)/python -m pytest -q -p no:cacheprovider tests/integrations/test_integrations_verl.py
 
 ## Build the book: execute every chapter at CPU scale and render HTML into _build/html.
 ## MathJax is vendored first (scripts/vendor_mathjax.sh) so math renders offline.
@@ -55,7 +55,7 @@ book: setup
 	JUPYTER_DATA_DIR=$(CURDIR)/_build/.jupyter JUPYTER_RUNTIME_DIR=$(CURDIR)/_build/.jupyter/runtime \
 	  PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter-book build -W --keep-going .
 	$(BIN)/python scripts/check_book_links.py _build/html
-	BOOK_HTML=$(CURDIR)/_build/html $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_book_html.py
+	BOOK_HTML=$(CURDIR)/_build/html $(BIN)/python -m pytest -q -p no:cacheprovider tests/project/test_book_html.py
 	@echo "book: open _build/html/index.html"
 
 ## Rewrite notebooks/ (what the Colab and Binder buttons open) after editing a chapter.

@@ -3,7 +3,7 @@
 1. Speed: ``mrgrpo.analysis.analyze`` vs ``multireward_grpo.analysis.analyze``
    (multireward-grpo 0.1.1) on a (150, 16, 32, 3) tensor, the shape of the
    paper's Qwen2.5-1.5B corpus. Best of ``--repeat`` runs each; the outputs are
-   checked equal (convention="paper", 1e-10) before timing is reported.
+   checked equal (mse_estimator="paper", 1e-10) before timing is reported.
    Ours is timed with everything the reference does *plus* 2000 bootstrap
    resamples, the influence law and the floor.
 2. Scale: a (2000, 32, 64, 8) tensor; peak traced memory (tracemalloc, which
@@ -48,10 +48,11 @@ def main() -> None:
     from multireward_grpo.analysis import analyze as ref_analyze
 
     from mrgrpo.analysis import analyze
+    from mrgrpo.analysis.verdicts import fmt_interval
 
     w = np.array([1.0, 1.0, 0.5])
     x = mixed_tensor((150, 16, 32, 3))
-    a, b = ref_analyze(x, w, score_seed=12345), analyze(x, w, score_seed=12345, convention="paper")
+    a, b = ref_analyze(x, w, score_seed=12345), analyze(x, w, score_seed=12345, mse_estimator="paper")
     for f in ("realized_an", "realized_na", "predicted_per_prompt", "predicted_pooled", "influence_an",
               "influence_na", "pooled_C"):
         np.testing.assert_allclose(getattr(b, f), getattr(a, f), rtol=0, atol=1e-10, err_msg=f)
@@ -80,7 +81,7 @@ def main() -> None:
     print(f"== scale: {shape} ({big.nbytes / 2**20:.0f} MiB of rewards) ==")
     print(f"  analyze {dt:.1f} s; peak traced memory during analyze {peak / 2**30:.3f} GiB "
           f"(budget 2 GiB); process max RSS {rss / 2**30:.3f} GiB (includes the input tensor)")
-    print(f"  ratio NA {r.ratio_na:.4f} [{r.ratio_na_ci[0]:.4f}, {r.ratio_na_ci[1]:.4f}]")
+    print(f"  ratio NA {fmt_interval(r.ratio_na, *r.ratio_na_ci, 4)}")
 
 
 if __name__ == "__main__":

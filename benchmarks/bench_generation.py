@@ -7,19 +7,25 @@ distinct prompt once and shares its cache across the group's rows. Both stop a r
 the model's EOS ids and are timed on the same prompts, group size and budget; the
 report gives completions/s, tokens/s (new tokens, EOS included) and the ratio of each.
 
+With ``--dtypes float32 bfloat16`` every precision runs too: the model loaded in that dtype and
+both samplers under ``torch.autocast`` in it (:mod:`mrgrpo.lm.precision`'s rule for a LoRA policy),
+all arms alternating; the report adds each precision's speed-up over the first.
+
     OMP_NUM_THREADS=1 python benchmarks/bench_generation.py [--model tiny-math --prompts 8 --m 32]
     python benchmarks/bench_generation.py --model smollm2-135m-instruct --task fintech --prompts 4 --m 8 \\
-        --max-new-tokens 64 --threads 1 2
+        --max-new-tokens 64 --threads 1 2 [--dtypes float32 bfloat16]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 import torch
 
 from mrgrpo.lm.loader import eos_token_ids, load_model
+from mrgrpo.lm.precision import precision
 from mrgrpo.lm.prompts import encode, render
 from mrgrpo.lm.sampling import group_uniforms, sample_rows
 from mrgrpo.tasks.registry import task_max_new_tokens, task_setup
@@ -46,22 +52,29 @@ def baseline(model, tok, rows, eos, T: int, temperature: float, batch_size: int)
     return time.perf_counter() - t0, n_tokens
 
 
-def run(model, tok, prompts, m: int, T: int, batch_size: int, temperature: float, repeats: int) -> dict:
-    """Alternate the two (ours, baseline, baseline, ours, ...) so a changing machine load hits both alike."""
-    eos = eos_token_ids(tok, model)
+def run(models: dict, tok, prompts, m: int, T: int, batch_size: int, temperature: float, repeats: int) -> dict:
+    """Alternate every (precision, sampler) arm, reversed on odd repeats, so a changing machine load hits all alike.
+
+    ``models`` maps a dtype name to its model; arms are keyed ``(dtype, "ours" | "base")``.
+    """
+    first = next(iter(models.values()))
+    eos = eos_token_ids(tok, first)
     texts = [render(p, tok) for p in prompts]
     ids = [encode(p, tok) for p in prompts]
     rows = [i for i in ids for _ in range(m)]
     u = [r for t in texts for r in group_uniforms(t, 0, m, T)]
-    times: dict[str, list] = {"ours": [], "base": []}
+    arms = [(d, name) for d in models for name in ("ours", "base")]
+    times: dict = {a: [] for a in arms}
     with torch.inference_mode():
         torch.manual_seed(0)
         for k in range(repeats):
-            for name in (("ours", "base") if k % 2 == 0 else ("base", "ours")):
-                if name == "ours":
-                    times["ours"].append(ours(model, tok, rows, u, eos, temperature, batch_size))
-                else:
-                    times["base"].append(baseline(model, tok, rows, eos, T, temperature, batch_size))
+            for d, name in (arms if k % 2 == 0 else arms[::-1]):
+                model = models[d]
+                with precision(d, "cpu", lora=True).autocast():
+                    if name == "ours":
+                        times[d, name].append(ours(model, tok, rows, u, eos, temperature, batch_size))
+                    else:
+                        times[d, name].append(baseline(model, tok, rows, eos, T, temperature, batch_size))
     tok_s = {k: np.array([n / s for s, n in v]) for k, v in times.items()}
     comp_s = {k: np.array([len(rows) / s for s, _ in v]) for k, v in times.items()}
     return {"n": len(rows), "tok_s": tok_s, "comp_s": comp_s,
@@ -79,20 +92,30 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=2, help="alternating repetitions of each engine")
+    ap.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16", "float16"],
+                    help="precisions (weights loaded in it, autocast); ratios against the first")
     args = ap.parse_args()
-    model, tok = load_model(args.model)
+    models, tok = {}, None
+    for d in args.dtypes:
+        models[d], tok = load_model(args.model, dtype=precision(d, "cpu", lora=True).weights)
     prompts = task_setup(args.task, tok, n_train=0, n_eval=args.prompts, seed=0).eval_prompts
     T = args.max_new_tokens or task_max_new_tokens(args.task)
     for threads in args.threads:
         torch.set_num_threads(threads)
-        r = run(model, tok, prompts, args.m, T, args.batch_size, args.temperature, args.repeats)
+        r = run(models, tok, prompts, args.m, T, args.batch_size, args.temperature, args.repeats)
         print(f"{args.model}: {r['n']} completions of up to {T} tokens, temperature {args.temperature}, "
-              f"{threads} thread(s), {args.repeats} alternating repetitions (medians)")
-        for label, k in (("transformers generate", "base"), ("mrgrpo sampler", "ours")):
-            print(f"  {label:22s} {np.median(r['comp_s'][k]):8.2f} completions/s "
-                  f"{np.median(r['tok_s'][k]):9.1f} tokens/s (mean {r['mean_tokens'][k]:.1f} new tokens)")
-        print(f"  ours / baseline: {np.median(r['comp_s']['ours']) / np.median(r['comp_s']['base']):.2f}x "
-              f"completions/s, {np.median(r['tok_s']['ours']) / np.median(r['tok_s']['base']):.2f}x tokens/s")
+              f"{threads} thread(s), {args.repeats} alternating repetitions (medians), load {os.getloadavg()[0]:.1f}")
+        med = {k: float(np.median(v)) for k, v in r["tok_s"].items()}
+        for d in args.dtypes:
+            for label, k in (("transformers generate", "base"), ("mrgrpo sampler", "ours")):
+                print(f"  {d:8s} {label:22s} {np.median(r['comp_s'][d, k]):8.2f} completions/s "
+                      f"{med[d, k]:9.1f} tokens/s (mean {r['mean_tokens'][d, k]:.1f} new tokens)")
+            print(f"  {d:8s} ours / baseline: {np.median(r['comp_s'][d, 'ours']) / np.median(r['comp_s'][d, 'base']):.2f}x "
+                  f"completions/s, {med[d, 'ours'] / med[d, 'base']:.2f}x tokens/s")
+        for d in args.dtypes[1:]:
+            d0 = args.dtypes[0]
+            print(f"  {d} / {d0} tokens/s: mrgrpo {med[d, 'ours'] / med[d0, 'ours']:.2f}x, "
+                  f"generate {med[d, 'base'] / med[d0, 'base']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ The same TRL 1.16 run three ways, on the tiny policy (``data/tiny-math``) and mi
 lr 1e-3, ``loss_type="dapo"``, one update per batch, ``OMP_NUM_THREADS=1``.
 
 - ``trl``: ``trl.GRPOTrainer`` with ``multi_objective_aggregation="normalize_then_sum"``;
-- ``mrgrpo``: ``MultiRewardGRPOTrainer(mode="na", convention="trl", batch_rescale=True)``, the
+- ``mrgrpo``: ``MultiRewardGRPOTrainer(mode="na", normalization="trl", batch_rescale=True)``, the
   same estimator through mrgrpo, so the two runs sample the same completions (equal work:
   the script checks the completion lengths agree);
-- ``mrgrpo-paper``: ``mode="na"`` with the paper's convention and zero-fill conditioning of
+- ``mrgrpo-paper``: ``mode="na"`` with the paper's normalization and zero-fill conditioning of
   the length channel (a different policy trajectory: compare its tokens/s).
 
 Each run is a fresh subprocess, repeated and interleaved; the first ``--warmup`` steps are not
@@ -38,8 +38,8 @@ P, M, MAX_NEW, BETA, LR = 4, 8, 48, 0.05, 1e-3
 W = [1.0, 1.0, 0.5]
 BACKENDS = {
     "trl": None,
-    "mrgrpo": dict(mode="na", convention="trl", batch_rescale=True),
-    "mrgrpo-paper": dict(mode="na", convention="paper", conditioning="zero_fill", gate=0, conditioned=(1,)),
+    "mrgrpo": dict(mode="na", normalization="trl", batch_rescale=True),
+    "mrgrpo-paper": dict(mode="na", normalization="paper", conditioning="zero_fill", gate=0, conditioned=(1,)),
 }
 
 
@@ -94,20 +94,21 @@ def child(backend: str, steps: int, warmup: int) -> dict:
 
 
 def estimator_call_ms(repeats: int = 200) -> float:
-    """Median time of one ``engine_advantages`` + ``advantage_metrics`` call on a (P*M, 3) batch."""
+    """Median time of one ``AdvantageSpec.advantages`` + ``advantage_metrics`` call on a (P*M, 3) batch."""
     import torch
 
-    from mrgrpo.integrations.estimator import AdvantageSettings, advantage_metrics, engine_advantages
+    from mrgrpo.core.advantage_diagnostics import advantage_metrics
+    from mrgrpo.core.advantage_spec import AdvantageSpec
 
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     r = torch.stack([torch.randint(0, 2, (P * M,), generator=g).float(), -torch.rand(P * M, generator=g),
                      torch.randint(0, 2, (P * M,), generator=g).float()], dim=1)
-    s = AdvantageSettings(weights=tuple(W), mode="na", conditioning="zero_fill", names=("c", "l", "f"))
+    s = AdvantageSpec(weights=tuple(W), mode="na", conditioning="zero_fill", channel_names=("c", "l", "f"))
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        advantage_metrics(engine_advantages(r, M, s), s)
+        advantage_metrics(s.advantages(r.view(-1, M, 3)), s)
         times.append(time.perf_counter() - t)
     return 1e3 * statistics.median(times)
 

@@ -22,7 +22,6 @@ them are first used, so ``import mrgrpo`` stays fast.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -31,6 +30,7 @@ _LAZY = {
     "compute_advantage": "mrgrpo.core.advantage",
     "compute_advantage_batch": "mrgrpo.core.advantage",
     "apply_conditioning": "mrgrpo.core.advantage",
+    "AdvantageSpec": "mrgrpo.core.advantage_spec",
     "analyze": "mrgrpo.analysis",
     "summary_print": "mrgrpo.analysis",
     "Thm3Result": "mrgrpo.analysis",
@@ -49,7 +49,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mrgrpo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    from mrgrpo.core.extras import require  # a missing optional package names the extra to install
+
+    value = getattr(require(module, feature=f"mrgrpo.{name}"), name)
     globals()[name] = value
     return value
 

@@ -1,4 +1,4 @@
-"""Every Tier-2 check of one rollout corpus, as one table: what the book sets side by side.
+"""Every Tier-2 check of one rollout corpus, as numbers: what the book sets side by side.
 
 :func:`tier2_checks` runs, on the ``(P, K, m, R)`` reward tensors of a corpus, the checks the
 Tier-2 chapter explains one by one:
@@ -13,11 +13,13 @@ Tier-2 chapter explains one by one:
   gate's pass rate, the conditioned channel's rate, gamma*, the observed sign flip and
   slope, and the exact MSE of no conditioning, zero-fill and subgroup.
 
-The result is a long table (``check``, ``quantity``, ``m``, ``value``) of formatted cells, so
-two corpora (and the paper's published numbers) line up row by row.
+The result, :class:`Tier2Checks`, holds numbers only; a chapter formats them at the edge
+(``chapters/tier2.md`` writes the long table ``check, quantity, m, value`` of several corpora
+and the paper, lined up row by row with :func:`side_by_side`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -27,20 +29,54 @@ from mrgrpo.core.checks import check_weights
 from .floor import floor_check
 from .harness import analyze
 from .identity import identity_gap
-from .prop4_real import prop4_real
+from .prop4_real import Prop4Real, prop4_real
 
-__all__ = ["tier2_checks", "side_by_side"]
+__all__ = ["Tier2Checks", "tier2_checks", "side_by_side", "check_blocks", "EMPTY_CELLS"]
+
+#: Cells that say "nothing here": a column made only of them is left out of a check's table.
+EMPTY_CELLS = ("", "n/a")
 
 
-def _ci(value: float, ci: Sequence[float], digits: int = 3) -> str:
-    return f"{value:.{digits}f} [{ci[0]:.{digits - 1}f}, {ci[1]:.{digits - 1}f}]"
+@dataclass(frozen=True)
+class Tier2Checks:
+    """The Tier-2 checks of one corpus (:func:`tier2_checks`), as numbers.
+
+    ``by_m`` and ``floor`` are pandas DataFrames indexed by the group size ``m``:
+
+    - ``by_m``: ``ratio_na``, ``ratio_na_lo``, ``ratio_na_hi`` (the paper's check and its
+      bootstrap interval), ``expected_ratio`` (``(K-1)/K``), ``identity_max_abs``
+      (``max |mean A^2 - w^T C_hat w|``), ``ratio_an`` (measured) and ``ratio_an_formula``
+      (``((K-1)/K)(1 - f_deg)/E[w^T C_hat w]``);
+    - ``floor``: ``floor_minus_target``, ``diff_lo``, ``diff_hi`` (on non-degenerate groups),
+      ``verdict`` (the floor check's label), ``frac_degenerate``, ``share_degenerate`` and
+      ``cost_degenerate``, ``cost_lo``, ``cost_hi`` (their cost as a share of the floor).
+
+    ``prop4_mse`` is the exact conditioning MSE at group size ``prop4_m``: one row per gamma,
+    one column per implementation (``none``, ``subgroup``, ``zero_fill``).
+    """
+
+    P: int
+    K: int
+    channel_names: tuple[str, ...]
+    channel_means: np.ndarray        # (R,) mean reward of each channel over the largest groups
+    varies: np.ndarray               # (R,) share of the largest groups in which each channel varies
+    m_max: int
+    by_m: Any
+    floor: Any
+    population_wCw: float
+    prop4: Prop4Real
+    prop4_m: int
+    prop4_mse: Any
+    threshold: Optional[float]
+    gate: int = 0                    # Proposition 4's channels (indices into channel_names)
+    cond: int = 1
 
 
 def tier2_checks(tensors: Mapping[int, np.ndarray], w: Sequence[float], *, channel_names: Sequence[str],
                  gate: int = 0, cond: int = 1, threshold: Optional[float] = None, prop4_m: Optional[int] = None,
                  prop4_rewards: Optional[np.ndarray] = None, score_seed: int = 12345, n_boot: int = 2000,
-                 seed: int = 0) -> Any:
-    """The Tier-2 checks of one corpus as a long table of formatted cells.
+                 seed: int = 0) -> Tier2Checks:
+    """The Tier-2 checks of one corpus, as numbers.
 
     Parameters
     ----------
@@ -60,8 +96,7 @@ def tier2_checks(tensors: Mapping[int, np.ndarray], w: Sequence[float], *, chann
 
     Returns
     -------
-    pandas.DataFrame
-        Columns ``check``, ``quantity``, ``m`` (``""`` where it does not apply), ``value`` (str).
+    Tier2Checks
     """
     import pandas as pd
 
@@ -71,56 +106,37 @@ def tier2_checks(tensors: Mapping[int, np.ndarray], w: Sequence[float], *, chann
     x_max = tensors[grid[-1]]
     P, K, _, R = x_max.shape
     wv = check_weights(w, R)
-    names = list(channel_names)
+    names = tuple(channel_names)
     if len(names) != R:
         raise ValueError(f"channel_names has {len(names)} names for R = {R} channels")
-    rows: list[tuple] = [("corpus", "prompts x seeds", "", f"{P} x {K}")]
-    rows += [("corpus", f"mean {n}", "", f"{x_max[..., c].mean():.3f}") for c, n in enumerate(names)]
-    varies = np.ptp(x_max, axis=2) > 0
-    rows += [("corpus", f"{n} varies within the group", grid[-1], f"{varies[..., c].mean():.2f}")
-             for c, n in enumerate(names)]
     kf = (K - 1) / K
+    by_m = {}
     for m in grid:
-        paper = analyze(tensors[m], wv, score_seed=score_seed, convention="paper", n_boot=n_boot)
-        rows.append(("paper's check", "NA ratio [95% CI]", m, _ci(paper.ratio_na, paper.ratio_na_ci)))
-        rows.append(("paper's check", "(K-1)/K: the value for any rewards", m, f"{kf:.3f}"))
-        gap = identity_gap(tensors[m], wv)
-        rows.append(("identity", "max |mean A^2 - w'C_hat w|", m, f"{gap['max_abs']:.1e}"))
+        paper = analyze(tensors[m], wv, score_seed=score_seed, mse_estimator="paper", n_boot=n_boot)
         f_deg = float((np.ptp(tensors[m] @ wv, axis=-1) == 0).mean())  # AN-degenerate: w'r constant in the group
-        rows.append(("AN ratio", "measured", m, f"{paper.ratio_an:.3f}"))
-        rows.append(("AN ratio", "((K-1)/K)(1 - f_deg)/E[w'C_hat w]", m, f"{kf * (1 - f_deg) / paper.floor_sample:.3f}"))
+        by_m[m] = {"ratio_na": paper.ratio_na, "ratio_na_lo": paper.ratio_na_ci[0], "ratio_na_hi": paper.ratio_na_ci[1],
+                   "expected_ratio": kf, "identity_max_abs": identity_gap(tensors[m], wv)["max_abs"],
+                   "ratio_an": paper.ratio_an, "ratio_an_formula": kf * (1 - f_deg) / paper.floor_sample}
     floor = floor_check(dict(tensors), wv, n_boot=n_boot, seed=seed)
-    ft = floor.table
-    rows.append(("floor", "population w'Cw", "", f"{floor.population_wCw:.3f}"))
-    for _, r in ft.iterrows():
-        m = int(r["m"])
-        rows.append(("floor", "floor - exact target [95% CI]", m,
-                     f"{r['floor_minus_target']:+.3f} [{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}]"))
-        rows.append(("floor", "verdict", m, str(r["verdict"])))
-        rows.append(("degenerate groups", "share of groups", m, f"{r['frac_degenerate']:.2f}"))
-        rows.append(("degenerate groups", "their share of the deficit", m, f"{r['share_degenerate']:.2f}"))
+    ft = floor.table.assign(m=lambda t: t["m"].astype(int)).set_index("m")
     m4 = prop4_m if prop4_m is not None else max([m for m in grid if m <= 8] or grid[:1])
-    p4 = prop4_real(x_max if prop4_rewards is None else prop4_rewards, gate=gate, cond=cond, threshold=threshold, m=m4)
-    rows += [("Prop 4", "p_a (gate pass rate)", "", f"{p4.p_a:.2f}"),
-             ("Prop 4", "p_b (conditioned channel" + (f" >= {threshold:g})" if threshold is not None else ")"), "",
-              f"{p4.p_b:.2f}"),
-             ("Prop 4", "corr(gate, conditioned)", "", f"{p4.corr_ab:+.2f}"),
-             ("Prop 4", "gamma* (closed form)", "", f"{p4.gamma_star:.2f}"),
-             ("Prop 4", "observed sign flip", "", f"{p4.gamma_flip:.2f}"),
-             ("Prop 4", "slope, observed vs closed form", "", f"{p4.slope_ratio - 1:+.0%}")]
+    p4 = prop4_real(x_max if prop4_rewards is None else prop4_rewards, gate=gate, cond=cond, threshold=threshold, m=m4,
+                    n_boot=n_boot, seed=seed)
     mse = p4.mse.pivot(index="gamma", columns="impl", values="mse")
-    labels = {0.0: "gamma = 0", round(p4.gamma_star, 9): "gamma = gamma*", 1.5: "gamma = 1.5", 3.0: "gamma = 3"}
-    for g in mse.index:
-        cells = ", ".join(f"{impl} {mse.loc[g, impl]:.4f}" for impl in ("none", "zero_fill", "subgroup"))
-        label = labels.get(round(float(g), 9), f"gamma = {g:.2f}")
-        rows.append(("Prop 4", f"MSE at {label}", m4, f"{cells} (lowest: {mse.loc[g].idxmin()})"))
-    table = pd.DataFrame(rows, columns=["check", "quantity", "m", "value"])
-    rank = {c: i for i, c in enumerate(dict.fromkeys(table["check"]))}
-    return table.sort_values("check", key=lambda s: s.map(rank), kind="stable").reset_index(drop=True)
+    return Tier2Checks(
+        P=int(P), K=int(K), channel_names=names, channel_means=np.array([x_max[..., c].mean() for c in range(R)]),
+        varies=(np.ptp(x_max, axis=2) > 0).mean(axis=(0, 1)), m_max=grid[-1],
+        by_m=pd.DataFrame.from_dict(by_m, orient="index").rename_axis("m"),
+        floor=ft[["floor_minus_target", "diff_lo", "diff_hi", "verdict", "frac_degenerate", "share_degenerate",
+                  "cost_degenerate", "cost_lo", "cost_hi"]],
+        population_wCw=float(floor.population_wCw), prop4=p4, prop4_m=int(m4), prop4_mse=mse,
+        threshold=None if threshold is None else float(threshold), gate=int(gate), cond=int(cond))
 
 
 def side_by_side(tables: Mapping[str, Any]) -> Any:
-    """Several :func:`tier2_checks` tables as columns (``"n/a"`` where absent).
+    """Several long tables (``check``, ``quantity``, ``m``, ``value``) as columns (``"n/a"`` where absent).
+
+    Each table is one corpus's :class:`Tier2Checks` as the chapter formats it.
 
     Rows keep the first table's order; a row only a later table has joins its check's block
     (a corpus's own channels under "corpus"), so each check reads as one block.
@@ -134,3 +150,35 @@ def side_by_side(tables: Mapping[str, Any]) -> Any:
     out = pd.DataFrame({label: s.reindex(order) for label, s in keyed.items()}, index=pd.MultiIndex.from_tuples(
         order, names=["check", "quantity", "m"]))
     return out.fillna("n/a")
+
+
+def check_blocks(frame: Any) -> dict:
+    """:func:`side_by_side`'s frame split into one table per check (``{check: DataFrame}``, in order).
+
+    A check whose rows all carry a group size ``m`` becomes one row per ``m`` and one column per
+    (source, quantity), labelled ``"source: quantity"``; any other check keeps one row per quantity
+    (its ``m`` appended to the label where it has one) and one column per source. Columns that hold
+    only :data:`EMPTY_CELLS` are left out, so a source that publishes nothing for a check takes no
+    room in its table.
+    """
+    import pandas as pd
+
+    out = {}
+    for check in dict.fromkeys(frame.index.get_level_values("check")):
+        block = frame.xs(check, level="check")
+        ms = block.index.get_level_values("m")
+        if all(m != "" for m in ms):
+            quantities = list(dict.fromkeys(block.index.get_level_values("quantity")))
+            cols = {}
+            for source in block.columns:
+                for q in quantities:
+                    cols[f"{source}: {q}"] = block[source].xs(q, level="quantity")
+            table = pd.DataFrame(cols)
+            table.index = pd.Index([int(m) for m in table.index], name="m")
+        else:
+            labels = [q if m == "" else f"{q} (m = {m})" for q, m in block.index]
+            table = pd.DataFrame(block.to_numpy(), index=pd.Index(labels, name=check), columns=block.columns)
+        table = table.fillna("n/a")
+        keep = [c for c in table.columns if not table[c].isin(EMPTY_CELLS).all()]
+        out[check] = table[keep]
+    return out

@@ -17,15 +17,26 @@ a prompt (the ``m * MSE`` of Theorem 3). Three references, coarsest first:
   for its expectation at that ``m``. Drawing *without* replacement matters: a
   bootstrap repeats rollouts and makes constant channels more common.
 
-The check's target is the exact value over *non-degenerate* groups (every
-weighted channel that varies over the prompt varies within the group),
-``E[w^T C_hat_m w | non-degenerate]``. In a degenerate group the constant
-channel's row and column of ``C_hat`` are 0 (the project's convention, which
-Theorem 3's expansion knows nothing of); the target leaves them out, so the
-measured floor falls short of it by what degenerate groups cost, and
-:func:`split_deficit` says how much of a gap they carry.
+The check's target is the exact value over *non-degenerate* groups,
+``E[w^T C_hat_m w | non-degenerate]``: a group is degenerate when a weighted
+channel that can vary (the caller's ``varies``; :func:`mrgrpo.analysis.floor.floor_check`
+counts every channel that varies anywhere in the corpus) is constant within it.
+In a degenerate group the constant channel's row and column of ``C_hat`` are 0
+(the project's convention, which Theorem 3's expansion knows nothing of); the
+target leaves them out, so the measured floor falls short of it by what
+degenerate groups cost, and :func:`split_deficit` says how much of a gap they carry.
+
+Judged per group, not against the prompt's own pool, a prompt whose pool never
+shows a rare channel varying has no non-degenerate subset and weight 0 in the
+non-degenerate comparison. That keeps the target level unbiased when the pool
+is small against a rare channel: a subset's ``q * nd`` and ``nd`` are unbiased
+for their expectations whatever the pool, so a level weighted by each prompt's
+non-degenerate share is a ratio of unbiased means (a per-prompt ratio, or one
+judged against the pool, is not: pool 32, ``p = 0.08`` put it 5% low).
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 
@@ -65,13 +76,15 @@ def group_quadratic(x: np.ndarray, w: np.ndarray, varies: np.ndarray) -> tuple[n
 
     Parameters
     ----------
-    x : ``(P, G, m, R)`` groups; w : ``(R,)``; varies : ``(P, R)`` bool, the channel varies over the prompt
+    x : ``(P, G, m, R)`` groups; w : ``(R,)``
+    varies : ``(P, R)`` bool
+        The channels that can vary: a group in which one of them (weighted) is constant is degenerate.
 
     Returns
     -------
     q : ``(P, G)``
     deg : ``(P, G)`` bool
-        A weighted channel that varies over the prompt is constant in the group.
+        A weighted channel that can vary is constant in the group.
     const : ``(P, G, R)`` bool
         Those channels.
     """
@@ -125,7 +138,7 @@ def _subsample_sums(pooled, w, varies, m, n_groups, rng) -> np.ndarray:
 
 
 def subsampled_floor(pooled: np.ndarray, w: np.ndarray, varies: np.ndarray, m: int, n_groups: int,
-                     rng: np.random.Generator, fallback: np.ndarray, min_nondegenerate: int = 16,
+                     rng: np.random.Generator, fallback: Optional[np.ndarray] = None, min_nondegenerate: int = 16,
                      max_rounds: int = 3) -> dict:
     """The exact finite-``m`` floor of each prompt, estimated from random ``m``-subsets of its rollouts.
 
@@ -135,12 +148,15 @@ def subsampled_floor(pooled: np.ndarray, w: np.ndarray, varies: np.ndarray, m: i
     m, n_groups : int
         Group size and subsets per prompt (first round).
     rng : numpy.random.Generator
-    fallback : ``(P,)``
-        Target of a prompt none of whose subsets is non-degenerate.
+    fallback : ``(P,)``, optional
+        Target of a prompt none of whose subsets is non-degenerate; default its
+        ``expected`` (then its degenerate groups cost nothing).
     min_nondegenerate, max_rounds : int
         A prompt with fewer non-degenerate subsets than ``min_nondegenerate``
         (one whose weighted channel rarely varies in a group of ``m``) gets up
-        to ``max_rounds - 1`` more rounds, each 16 times larger.
+        to ``max_rounds - 1`` more rounds, each 16 times larger; a prompt with
+        a counted channel constant over all its rollouts has no
+        non-degenerate subset and gets none.
 
     Returns
     -------
@@ -152,17 +168,19 @@ def subsampled_floor(pooled: np.ndarray, w: np.ndarray, varies: np.ndarray, m: i
         ``fallback`` (bool): the prompt's target is ``fallback``.
     """
     sums = _subsample_sums(pooled, w, varies, m, n_groups, rng)
+    possible = ~((pooled == pooled[:, :1]).all(axis=1) & varies & (w != 0)).any(axis=1)
     size = n_groups
     for _ in range(max_rounds - 1):
-        thin = np.flatnonzero(sums[:, 1] < min_nondegenerate)
+        thin = np.flatnonzero((sums[:, 1] < min_nondegenerate) & possible)
         if thin.size == 0:
             break
         size *= _GROWTH
         sums[thin] += _subsample_sums(pooled[thin], w, varies[thin], m, size, rng)
     total = sums[:, 1] + sums[:, 3]
     fb = sums[:, 1] == 0
-    target = np.where(fb, fallback, sums[:, 0] / np.where(fb, 1.0, sums[:, 1]))
-    return {"target": target, "expected": sums[:, 2] / total, "frac_degenerate": sums[:, 3] / total,
+    expected = sums[:, 2] / total
+    target = np.where(fb, expected if fallback is None else fallback, sums[:, 0] / np.where(fb, 1.0, sums[:, 1]))
+    return {"target": target, "expected": expected, "frac_degenerate": sums[:, 3] / total,
             "n_groups": total, "n_nondegenerate": sums[:, 1], "fallback": fb}
 
 

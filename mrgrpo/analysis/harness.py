@@ -10,9 +10,9 @@ averaged over the seeds).
 What this check can and cannot show. With the random-score convention
 (``g ~ N(0, 1)`` drawn independently of the rewards), ``mean_j A_j^2 = w^T C_hat w``
 holds exactly in every group, so ``E[g_hat^2 | rewards] = w^T C_hat w / m`` for
-*any* rewards: the ratio realized/predicted tends to 1 (``convention="unbiased"``,
+*any* rewards: the ratio realized/predicted tends to 1 (``mse_estimator="unbiased"``,
 the mean of ``g_hat^2``, ``E[g_hat] = 0`` being known) or to ``(K-1)/K``
-(``convention="paper"``, the variance across seeds with ``ddof = 0``, as the
+(``mse_estimator="paper"``, the variance across seeds with ``ddof = 0``, as the
 paper's package computes it) whatever the rewards are. The checks that can fail
 are the population floor (:mod:`mrgrpo.analysis.floor`), the influence law
 (:mod:`mrgrpo.analysis.influence`) and the MSE with real scores
@@ -35,10 +35,12 @@ from mrgrpo.core.kernels import (an_channel_major, channel_last, channels_first,
 from .bootstrap import bootstrap_sums, percentile_ci
 from .floor import fisher_floor, pooled_population
 from .influence import realized_influence_kernel, predicted_influence
+from .verdicts import fmt_interval
 
-__all__ = ["Thm3Result", "analyze", "summary_print", "loglog_fit", "group_stats", "pooled_population", "CONVENTIONS"]
+__all__ = ["Thm3Result", "analyze", "summary_print", "loglog_fit", "group_stats", "pooled_population", "MSE_ESTIMATORS"]
 
-CONVENTIONS = ("unbiased", "paper")
+#: How the realized MSE is estimated (:func:`analyze`'s ``mse_estimator``).
+MSE_ESTIMATORS = ("unbiased", "paper")
 # elements of one (chunk, K, m, R) block; bounds the temporaries' memory
 _CHUNK_ELEMENTS = 1 << 16  # small blocks stay in cache and reuse allocations
 
@@ -65,7 +67,7 @@ class Thm3Result:
     influence_na: np.ndarray
     pooled_C: np.ndarray
     # --- added ---
-    convention: str = "unbiased"
+    mse_estimator: str = "unbiased"
     score_source: str = "random"        # "random" (g ~ N(0,1), seed score_seed) or "given"
     score_seed: Optional[int] = 0
     tau2: Optional[np.ndarray] = None   # (P,) score variance used in the prediction
@@ -207,7 +209,7 @@ def group_stats(x: np.ndarray, w: np.ndarray, eps: float = EPS, var_eps: Optiona
             "mean": mean, "cov": cov, "A_na_m": A_na_m, "A_an_m": A_an_m}
 
 
-def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unbiased",
+def analyze(rewards, w, score_seed: int = 0, scores=None, mse_estimator: str = "unbiased",
             n_boot: int = 2000, boot_seed: int = 0, ci: float = 0.95, eps: float = EPS,
             population_checks: bool = True, chunk_prompts: Optional[int] = None) -> Thm3Result:
     """Theorem-3 analysis of a reward tensor, vectorized over prompts and seeds.
@@ -223,9 +225,9 @@ def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unb
     scores : array_like, shape ``(P, K, m)``, optional
         Real per-rollout score projections. Then the realized MSE is the variance
         of ``g_hat`` across seeds around its estimated mean (``ddof = 1``; ``ddof = 0``
-        with ``convention="paper"``) and the prediction uses ``tau^2_p``, the
+        with ``mse_estimator="paper"``) and the prediction uses ``tau^2_p``, the
         variance of ``g`` over prompt ``p``'s ``K * m`` rollouts (``ddof = 1``).
-    convention : {"unbiased", "paper"}
+    mse_estimator : {"unbiased", "paper"}
         Random scores: ``"unbiased"`` estimates the MSE by the mean of
         ``g_hat^2`` (``E[g_hat] = 0`` is known); ``"paper"`` by the variance across
         seeds with ``ddof = 0`` (biased low by ``(K-1)/K``), reproducing
@@ -245,8 +247,8 @@ def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unb
     -------
     Thm3Result
     """
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    if mse_estimator not in MSE_ESTIMATORS:
+        raise ValueError(f"mse_estimator must be one of {MSE_ESTIMATORS}, got {mse_estimator!r}")
     x = check_rewards(rewards, exact_ndim=4)
     P, K, m, R = x.shape
     if P < 1:
@@ -310,7 +312,7 @@ def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unb
 
     if scores is None:
         tau2 = np.ones(P)
-        if convention == "paper":
+        if mse_estimator == "paper":
             realized_na, realized_an = ghat_na.var(axis=1), ghat_an.var(axis=1)
             expected = (K - 1) / K
         else:
@@ -318,9 +320,9 @@ def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unb
             expected = 1.0
     else:
         tau2 = g.reshape(P, K * m).var(axis=1, ddof=1)
-        ddof = 0 if convention == "paper" else 1
+        ddof = 0 if mse_estimator == "paper" else 1
         realized_na, realized_an = ghat_na.var(axis=1, ddof=ddof), ghat_an.var(axis=1, ddof=ddof)
-        expected = (K - 1) / K if convention == "paper" else 1.0  # only under H0: g independent of r
+        expected = (K - 1) / K if mse_estimator == "paper" else 1.0  # only under H0: g independent of r
     pred = tau2 * q_mean / m
     pooled_C = C_sum / (P * K)
     predicted_pooled = float(wv @ pooled_C @ wv / m) if scores is None else float(pred.mean())
@@ -339,7 +341,7 @@ def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unb
         m=m, P=P, K=K, w=wv, realized_an=realized_an, realized_na=realized_na,
         predicted_per_prompt=pred, predicted_pooled=predicted_pooled,
         influence_an=infl_an.mean(axis=0), influence_na=infl_na.mean(axis=0), pooled_C=pooled_C,
-        convention=convention, score_source="random" if scores is None else "given",
+        mse_estimator=mse_estimator, score_source="random" if scores is None else "given",
         score_seed=score_seed if scores is None else None, tau2=tau2, expected_ratio=expected,
         ratio_na=ratio_na, ratio_na_ci=cis[0], ratio_an=ratio_an, ratio_an_ci=cis[1],
         slope_na=slope_na, r2_na=r2_na, slope_an=slope_an, r2_an=r2_an,
@@ -363,14 +365,14 @@ def analyze(rewards, w, score_seed: int = 0, scores=None, convention: str = "unb
 
 
 def _fmt_ci(ci) -> str:
-    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+    return fmt_interval(None, ci[0], ci[1])
 
 
 def summary_print(result: Thm3Result, label: str = "", file=None) -> None:
     """Print a readable summary of a :class:`Thm3Result`."""
     out = []
     r = result
-    out.append(f"=== Theorem-3 analysis {label}(m={r.m}, P={r.P}, K={r.K}, convention={r.convention}, "
+    out.append(f"=== Theorem-3 analysis {label}(m={r.m}, P={r.P}, K={r.K}, mse_estimator={r.mse_estimator}, "
                f"scores={r.score_source}) ===")
     out.append(f"  w = {np.array2string(r.w, precision=3)}")
     out.append("  pooled within-group correlation C_hat (all groups | non-degenerate groups):")

@@ -14,21 +14,26 @@ tests it separately on the seed means.
 - :func:`mode_difference` the paired difference of a mode pair on every channel and the aggregate;
 - :func:`reply_lengths` the reply-length distribution per mode (mean, median, empty and cut-off shares);
 - the three findings as sentences computed from those tables: :func:`aggregate_finding`,
-  :func:`allocation_finding`, :func:`collapse_finding`.
+  :func:`allocation_finding`, :func:`collapse_finding` (empty replies only; the Tier-3
+  chapter now judges collapse with :func:`mrgrpo.analysis.replies.template_collapse`);
+- with seeds as the unit: :func:`seed_prompt_scores` pairs two modes within seed and prompt
+  (arrays ``(S, P)``), :func:`compare_modes` runs :func:`mrgrpo.analysis.paired.compare_arms`
+  and the sign test on every channel and the aggregate, :func:`comparison_table` shows them.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from mrgrpo.core.checks import check_weights
 
 from .bootstrap import bootstrap_weights, percentile_ci
-from .verdicts import fmt
+from .paired import compare_arms, sign_test
+from .verdicts import fmt, fmt_interval, fmt_p
 
 __all__ = ["prompt_means", "mode_difference", "reply_lengths", "aggregate_finding", "allocation_finding",
-           "collapse_finding"]
+           "collapse_finding", "seed_prompt_scores", "compare_modes", "comparison_table"]
 
 
 def prompt_means(samples: Any, mode: str, columns: Sequence[str]) -> Any:
@@ -97,8 +102,7 @@ def reply_lengths(samples: Any, n_boot: int = 2000, seed: int = 0, ci: float = 0
 
 
 def _interval(row: Any, digits: int = 3) -> str:
-    d, lo, hi = (fmt(row[k], digits, signed=True) for k in ("difference", "lo", "hi"))
-    return f"{d} [{lo}, {hi}]"
+    return fmt_interval(row["difference"], row["lo"], row["hi"], digits, signed=True)
 
 
 def aggregate_finding(diff: Any, a: str = "NA", b: str = "AN") -> tuple[bool, str]:
@@ -129,13 +133,105 @@ def allocation_finding(diff: Any, served: str, starved: str, a: str = "NA", b: s
 def collapse_finding(lengths: Any, mode: str = "single-reward", base: str = "untrained") -> tuple[bool, str]:
     """Finding 3, "single-reward GRPO collapses to empty replies": shown when most of ``mode``'s replies are empty.
 
-    "Most" is judged on the interval: its lower end above one half.
+    "Most" is judged on the interval: its lower end above one half. Empty replies only: the
+    template collapse (most replies opening alike) is :func:`mrgrpo.analysis.replies.template_collapse`.
     """
     m, b = lengths.loc[mode], lengths.loc[base]
     shown = bool(m["empty lo"] > 0.5)
-    detail = (f"{m['empty share']:.0%} of its replies are empty [{m['empty lo']:.0%}, {m['empty hi']:.0%}] against "
+    detail = (f"{m['empty share']:.0%} of its replies are empty "
+              f"{fmt_interval(None, m['empty lo'], m['empty hi'], 0, percent=True)} against "
               f"{b['empty share']:.0%} before training; mean length {m['mean tokens']:.1f} tokens "
-              f"[{m['lo']:.1f}, {m['hi']:.1f}] against {b['mean tokens']:.1f}")
+              f"{fmt_interval(None, m['lo'], m['hi'], 1)} against {b['mean tokens']:.1f}")
     verdict = "collapsed to empty replies" if shown else (
         "shorter replies, no collapse" if m["hi"] < b["lo"] else "no collapse")
     return shown, f"{mode}: {verdict} ({detail})"
+
+
+def seed_prompt_scores(samples: Any, a: str, b: str, channels: Sequence[str], w: Sequence[float]) -> dict:
+    """Per-prompt held-out scores of modes ``a`` and ``b``, paired within seed and prompt.
+
+    Seeds are the unit: row ``s`` holds seed ``s``'s replies, column ``p`` prompt ``p`` of
+    that seed's held-out split (sorted), the same prompt in both modes. A seed is used when
+    both modes have it; the untrained policy (one evaluation per split) is matched to every
+    seed whose split it evaluated.
+
+    Returns
+    -------
+    dict
+        ``{name: (A, B)}`` for each channel and ``"aggregate"`` (``w^T r``), arrays of shape
+        ``(S, P)``, plus ``"seeds"``: the seeds of the rows.
+    """
+    wv = check_weights(w, len(channels))
+    cols = list(channels)
+    rows = {m: samples[samples["mode"] == m] for m in (a, b)}
+    for m, r in rows.items():
+        if r.empty:
+            raise ValueError(f"no evaluated replies of mode {m!r}; modes present: {sorted(set(samples['mode']))}")
+
+    def per_prompt(mode: str, seed: Any, prompts: Any = None) -> Any:
+        r = rows[mode]
+        own = r[r["seed"] == seed]
+        if own.empty and mode == "untrained" and prompts is not None:
+            own = r[r["prompt"].isin(prompts)]
+        return None if own.empty else own.groupby("prompt")[cols].mean().sort_index()
+
+    seeds = sorted(set(rows[a]["seed"]) | set(rows[b]["seed"]))
+    A, B, used = [], [], []
+    for s in seeds:
+        ma = per_prompt(a, s)
+        mb = per_prompt(b, s, None if ma is None else ma.index)
+        if ma is None and mb is not None:
+            ma = per_prompt(a, s, mb.index)
+        if ma is None or mb is None:
+            continue
+        if not ma.index.equals(mb.index):
+            raise ValueError(f"modes {a!r} and {b!r} were not evaluated on the same prompts at seed {s}")
+        A.append(ma.to_numpy(float))
+        B.append(mb.to_numpy(float))
+        used.append(s)
+    if not used:
+        raise ValueError(f"modes {a!r} and {b!r} share no seed")
+    if len({x.shape for x in A}) > 1:
+        raise ValueError(f"the seeds' held-out splits differ in size: {[x.shape[0] for x in A]} prompts")
+    A3, B3 = np.stack(A), np.stack(B)  # (S, P, R)
+    out = {c: (A3[..., i], B3[..., i]) for i, c in enumerate(cols)}
+    out["aggregate"] = (A3 @ wv, B3 @ wv)
+    out["seeds"] = used
+    return out
+
+
+def compare_modes(samples: Any, a: str, b: str, channels: Sequence[str], w: Sequence[float], *,
+                  margins: Mapping[str, float], expected: Mapping[str, int], n_boot: int = 2000,
+                  seed: int = 0) -> dict:
+    """:func:`~mrgrpo.analysis.paired.compare_arms` of ``a - b`` on every channel and the aggregate.
+
+    ``margins`` and ``expected`` give each name (the channels and ``"aggregate"``) its
+    equivalence margin, stated before the runs, and its expected sign (+1, 0, -1).
+    Returns ``{name: (ArmComparison, SignTest)}`` in the order channels, then aggregate.
+    """
+    scores = seed_prompt_scores(samples, a, b, channels, w)
+    out = {}
+    for name in [*channels, "aggregate"]:
+        if name not in margins or name not in expected:
+            raise ValueError(f"no margin or expected sign for {name!r}; give both for {[*channels, 'aggregate']}")
+        A, B = scores[name]
+        out[name] = (compare_arms(A, B, margin=margins[name], expected_sign=expected[name], n_boot=n_boot,
+                                  seed=seed, names=(a, b), what=name), sign_test(A - B))
+    return out
+
+
+def comparison_table(comparisons: Mapping[str, Any], digits: int = 3) -> Any:
+    """For display: one row per name of :func:`compare_modes`, the paired difference, its intervals, TOST, verdict."""
+    import pandas as pd
+
+    rows = {}
+    for name, (c, st) in comparisons.items():
+        d, e = c.difference, c.equivalence
+        verdict = c.verdict + (" (against the expected direction)" if c.against_expected else "")
+        rows[name] = {"per seed": ", ".join(fmt(v, digits, signed=True) for v in d.per_seed),
+                      f"{c.names[0]} - {c.names[1]} [95% t]": fmt_interval(d.mean, d.t_lo, d.t_hi, digits, signed=True),
+                      "bootstrap": fmt_interval(None, d.boot_lo, d.boot_hi, digits, signed=True),
+                      "TOST": f"±{fmt(e.margin, 2)}: {fmt_p(e.p)}" + (" (equivalent)" if e.equivalent else ""),
+                      "verdict": verdict,
+                      "sign test (ahead/behind/ties)": f"{st.ahead}/{st.behind}/{st.ties}, {fmt_p(st.p)}"}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(f"{d.n_seeds} seeds x {d.n_prompts} prompts")

@@ -98,9 +98,9 @@ def identity_demo(P: int = 200, K: int = 16, m: int = 8, R: int = 3, w=None, see
     x = cauchy_cubed((P, K, m, R), seed)
     gap0 = identity_gap(x, wv, eps=0.0)
     gap8 = identity_gap(x, wv, eps=1e-8)
-    paper = analyze(x, wv, score_seed=score_seed, convention="paper", n_boot=n_boot, boot_seed=seed,
+    paper = analyze(x, wv, score_seed=score_seed, mse_estimator="paper", n_boot=n_boot, boot_seed=seed,
                     population_checks=False)
-    unb = analyze(x, wv, score_seed=score_seed, convention="unbiased", n_boot=n_boot, boot_seed=seed,
+    unb = analyze(x, wv, score_seed=score_seed, mse_estimator="unbiased", n_boot=n_boot, boot_seed=seed,
                   population_checks=False)
     return IdentityDemo(P=P, K=K, m=m, R=R, max_abs_gap=gap0["max_abs"], max_rel_gap=gap0["max_rel"],
                         max_abs_gap_paper_eps=gap8["max_abs"], paper_ratio=paper.ratio_na,

@@ -21,7 +21,9 @@ from mrgrpo.core.checks import check_eps
 from mrgrpo.core.kernels import channels_first, standardize
 from mrgrpo.core.theory.influence import influence_an_unchecked, influence_na_unchecked
 
-__all__ = ["realized_influence", "predicted_influence"]
+from .floor import population_stats
+
+__all__ = ["realized_influence", "predicted_influence", "influence_prediction", "influence_shares"]
 
 REF_EPS = 1e-8
 
@@ -73,3 +75,46 @@ def predicted_influence(w: np.ndarray, sigma: np.ndarray, C: np.ndarray, varies:
     an = influence_an_unchecked(we, np.where(varies, sigma, 1.0), C)
     na = np.where((we != 0).any(axis=-1)[..., None], influence_na_unchecked(we, C), np.nan)
     return an, na
+
+
+def influence_prediction(rewards, w) -> dict[str, np.ndarray]:
+    """Proposition 1's influence of every channel under NA and AN, predicted from rollouts.
+
+    Each prompt's population scales and correlation come from all of its rollouts (seeds
+    pooled, :func:`mrgrpo.analysis.floor.population_stats`); the law is evaluated per prompt
+    (:func:`predicted_influence`) and averaged over the prompts where it is defined. Fed the
+    rollouts of an untrained policy, this is what the law predicts for the influences a
+    training run logs (``influence/<channel>``, the within-group ``Cov(A, z_l)``).
+
+    Parameters
+    ----------
+    rewards : array_like, shape ``(P, K, m, R)``
+    w : array_like, shape ``(R,)``
+
+    Returns
+    -------
+    dict ``{"NA": (R,), "AN": (R,)}``
+    """
+    from mrgrpo.core.checks import check_weights
+
+    x = check_rewards(rewards, exact_ndim=4)
+    P, K, m, R = x.shape
+    wv = check_weights(w, R)
+    C, sigma, varies = population_stats(x.reshape(P, K * m, R))
+    an, na = predicted_influence(wv, sigma, C, varies)
+    if np.isnan(an).all():
+        raise ValueError("no prompt has a varying channel: Proposition 1 predicts nothing")
+    return {"NA": np.nanmean(na, axis=0), "AN": np.nanmean(an, axis=0)}
+
+
+def influence_shares(influence) -> np.ndarray:
+    """Each channel's share of the total influence, ``v / sum(v)`` (shape ``(R,)`` or ``(..., R)``).
+
+    The book's "share of influence" (a channel with a negative influence has a negative
+    share); refused when a total is 0 or not finite.
+    """
+    v = np.asarray(influence, dtype=float)
+    total = v.sum(axis=-1, keepdims=True)
+    if not (np.isfinite(total).all() and (total != 0).all()):
+        raise ValueError(f"influence shares need a finite, non-zero total, got {np.ravel(total).tolist()}")
+    return v / total

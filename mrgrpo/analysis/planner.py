@@ -25,7 +25,34 @@ from mrgrpo.core.checks import check_rewards, check_weights
 from mrgrpo.analysis.bootstrap import bootstrap_weights, percentile_ci
 from mrgrpo.analysis.harness import group_stats, pooled_population
 
-__all__ = ["RewardDesign", "PlanResult", "plan_designs"]
+__all__ = ["RewardDesign", "PlanResult", "plan_designs", "unit_diagonal"]
+
+
+def unit_diagonal(pooled) -> np.ndarray:
+    """A pooled within-group ``C_hat`` divided by the square roots of its diagonal: a unit diagonal.
+
+    A pooled ``C_hat`` (the mean of the groups' sample correlations, a constant channel
+    contributing 0) has a diagonal below 1: the share of groups in which each channel varies.
+    Rescaling gives a correlation-like matrix, an approximation of the population ``C`` (it also
+    averages over groups in which only one of two channels is constant). The paper prints the
+    pooled matrix itself; this is what the planner can price.
+
+    Parameters
+    ----------
+    pooled : array_like, shape ``(R, R)``, symmetric with a positive diagonal
+
+    Returns
+    -------
+    numpy.ndarray, shape ``(R, R)``, unit diagonal
+    """
+    p = np.asarray(pooled, dtype=float)
+    if p.ndim != 2 or p.shape[0] != p.shape[1] or not np.allclose(p, p.T):
+        raise ValueError(f"pooled must be a symmetric (R, R) matrix, got shape {p.shape}")
+    d = np.diag(p)
+    if not (np.isfinite(p).all() and (d > 0).all()):
+        raise ValueError(f"pooled needs a finite matrix with a positive diagonal, got diagonal {d.tolist()}")
+    s = np.sqrt(d)
+    return p / np.outer(s, s)
 
 
 @dataclass(frozen=True)

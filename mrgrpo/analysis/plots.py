@@ -9,8 +9,100 @@ import numpy as np
 from mrgrpo.core.files import atomic_path
 
 from .bootstrap import bootstrap_weights, mean_ci
+from .verdicts import fmt_interval
 
-__all__ = ["money_plot", "mse_vs_m_plot", "floor_plot", "training_curves_plot", "with_title", "save_figure"]
+__all__ = ["money_plot", "mse_vs_m_plot", "floor_plot", "training_curves_plot", "with_title", "save_figure",
+           "readable", "COLUMN_WIDTH_IN", "MIN_TEXT_PT", "MIN_LEGEND_PT"]
+
+#: The book page's text column, in inches of a figure at the inline backend's 100 dpi (about 600 px):
+#: a wider figure is shown scaled down to it.
+COLUMN_WIDTH_IN = 6.0
+#: The smallest text size, in points as the reader sees it after that scaling.
+MIN_TEXT_PT = 9.0
+#: The same for legend entries, which sit on the data: a little smaller.
+MIN_LEGEND_PT = 8.0
+
+
+def readable(fig, column_in: float = COLUMN_WIDTH_IN, min_pt: float = MIN_TEXT_PT, relayout: bool = True):
+    """Enlarge a figure's small text so that it reads at ``min_pt`` or more once the page scales it to the column.
+
+    A figure wider than ``column_in`` inches is shown at ``column_in / width`` of its size (an
+    11-inch two-panel figure at about 55%), which shrinks a 7.5-point legend to about 4 points
+    on screen. Every text of the figure (titles, labels, ticks, annotations) smaller than
+    ``min_pt / scale`` is set to that size (legend entries to :data:`MIN_LEGEND_PT` ``/ scale``),
+    a title wider than its panel or a y label taller than it is broken between words, and the
+    layout is redone.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    column_in, min_pt : float
+        The page's column width (inches at the figure's dpi) and the smallest on-screen size (points).
+    relayout : bool
+        Redo the layout (``tight_layout``) for the larger text; pass False for a figure whose axes were
+        placed by hand (a colorbar made with ``fig.colorbar(..., ax=axes)``, which ``tight_layout`` would
+        move onto a panel).
+
+    Returns
+    -------
+    The same figure.
+    """
+    import matplotlib.font_manager
+    from matplotlib.legend import Legend
+    from matplotlib.text import Text
+
+    if not (column_in > 0 and min_pt > 0):
+        raise ValueError(f"column_in and min_pt must be positive, got {column_in} and {min_pt}")
+    scale = min(1.0, column_in / fig.get_figwidth())
+    least = min_pt / scale
+    for ax in fig.axes:  # tick labels are rebuilt at draw time: set their size on the axis, not on the labels
+        for axis, name in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+            for which in ("major", "minor"):
+                size = axis.get_tick_params(which=which).get("labelsize")
+                size = matplotlib.font_manager.FontProperties(size=size).get_size_in_points()
+                if size < least:
+                    ax.tick_params(axis=name, which=which, labelsize=least)
+    legend_texts = {id(t) for leg in fig.findobj(Legend) for t in leg.get_texts()}
+    for text in fig.findobj(Text):
+        floor = (MIN_LEGEND_PT if id(text) in legend_texts else min_pt) * least / min_pt
+        if text.get_text() and text.get_fontsize() < floor:
+            text.set_fontsize(floor)
+    _wrap_titles(fig)
+    if relayout and not fig.get_constrained_layout():
+        fig.tight_layout()
+    return fig
+
+
+def _break_points(text: str) -> list[int]:
+    """Indices of the spaces of ``text`` outside ``$...$`` math (where a title may break)."""
+    out, in_math = [], False
+    for i, ch in enumerate(text):
+        if ch == "$" and (i == 0 or text[i - 1] != "\\"):
+            in_math = not in_math
+        elif ch == " " and not in_math:
+            out.append(i)
+    return out
+
+
+def _wrap_titles(fig) -> None:
+    """Break an axes title wider than its axes, or a y label taller, onto two or three lines (never inside math)."""
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        box = ax.get_window_extent(renderer)
+        for label, room, size in ((ax.title, box.width, lambda b: b.width), (ax.yaxis.label, box.height, lambda b: b.height)):
+            text = label.get_text()
+            if not text or "\n" in text:
+                continue
+            spaces = _break_points(text)
+            for n_lines in (2, 3):
+                if size(label.get_window_extent(renderer)) <= 1.02 * room or len(spaces) < n_lines - 1:
+                    break
+                cuts = sorted({min(spaces, key=lambda i: abs(i - k * len(text) / n_lines)) for k in range(1, n_lines)})
+                pieces, start = [], 0
+                for c in cuts:
+                    pieces.append(text[start:c])
+                    start = c + 1
+                label.set_text("\n".join(pieces + [text[start:]]))
 
 
 def save_figure(fig, path, **kwargs) -> Path:
@@ -23,7 +115,7 @@ def save_figure(fig, path, **kwargs) -> Path:
 
 
 def _finish(fig, path):
-    fig.tight_layout()
+    readable(fig)
     if path is not None:
         save_figure(fig, path, dpi=130)
     return fig
@@ -60,9 +152,9 @@ def money_plot(result, path=None, title: str = ""):
             ax.loglog([lo, hi], [lo * result.expected_ratio, hi * result.expected_ratio], ":", color="0.4",
                       lw=1, label=f"y = {result.expected_ratio:.3f} x  ((K-1)/K)")
     ax.set_xlabel(r"predicted MSE  $(\tau^2/m)\, w^\top \hat C_p w$")
-    ax.set_ylabel("realized MSE across seeds" + (" (ddof=0)" if result.convention == "paper" else ""))
+    ax.set_ylabel("realized MSE across seeds" + (" (ddof=0)" if result.mse_estimator == "paper" else ""))
     ax.set_title(with_title(f"Theorem 3 per prompt (m={result.m}, P={result.P}, K={result.K})", title) + "\n"
-                 f"NA: ratio {result.ratio_na:.3f} [{result.ratio_na_ci[0]:.3f}, {result.ratio_na_ci[1]:.3f}], "
+                 f"NA: ratio {fmt_interval(result.ratio_na, *result.ratio_na_ci)}, "
                  f"log-log slope {result.slope_na:.2f}, $R^2$ {result.r2_na:.2f}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
@@ -101,7 +193,7 @@ def mse_vs_m_plot(results: Sequence, path=None, floor=None, n_boot: int = 2000, 
     ax.set_yscale("log")
     ax.set_xlabel("group size m")
     ax.set_ylabel("gradient MSE")
-    ax.set_title(with_title(f"MSE vs m (P={res[0].P}, K={res[0].K}, {res[0].convention})", title), fontsize=10)
+    ax.set_title(with_title(f"MSE vs m (P={res[0].P}, K={res[0].K}, {res[0].mse_estimator})", title), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _finish(fig, path)
@@ -125,14 +217,15 @@ def _floor_lines(ax, floor, per_m: bool = False) -> None:
 
 
 def floor_plot(floor, path=None, title: str = ""):
-    """The population-floor check (a :class:`~mrgrpo.analysis.floor.FloorResult`), in two panels.
+    """The population-floor check (a :class:`~mrgrpo.analysis.floor.FloorResult`), in two panels, one above
+    the other (each as wide as the page's column).
 
-    Left: the measured ``E[w^T C_hat_m w]`` (CI) and over non-degenerate groups,
+    Top: the measured ``E[w^T C_hat_m w]`` (CI) and over non-degenerate groups,
     the check's target, Theorem 3's first order (delta method), Fisher's
-    Gaussian-only expansion and the population ``w^T C w``. Right: the check
-    itself, floor - target with its paired CI, split into the parts carried by
-    degenerate and by the other groups; tick labels give the share of
-    degenerate groups.
+    Gaussian-only expansion and the population ``w^T C w``. Bottom: the check's
+    two answers, floor - target on the non-degenerate groups with its CI, and
+    the floor's loss (the prompt-averaged floor - target) carried by degenerate
+    and by the other groups; tick labels give the share of degenerate groups.
     """
     import matplotlib.pyplot as plt
 
@@ -140,7 +233,7 @@ def floor_plot(floor, path=None, title: str = ""):
     d = [floor.per_m[int(m)] for m in ms]
     val = np.array([x["floor"] for x in d])
     ci = np.array([x["floor_ci"] for x in d])
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.4))
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.6, 9.0))
     _floor_lines(ax, floor)
     ax.plot(ms, [x["first_order"] for x in d], "-.", color="C8", lw=1.4, zorder=3,
             label="Theorem 3 first order (delta method)")
@@ -155,24 +248,24 @@ def floor_plot(floor, path=None, title: str = ""):
     ax.set_ylabel(r"$m \cdot$ MSE $= w^\top E[\hat C_m] w$")
     ax.set_title(f"Population floor (P={floor.P}, K={floor.K}){title}", fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7.5)
+    ax.legend(fontsize=9)
 
     diff = np.array([x["diff"] for x in d])
     dci = np.array([x["diff_ci"] for x in d])
     ax2.axhline(0.0, color="k", lw=0.8)
     ax2.errorbar(ms, diff, yerr=[diff - dci[:, 0], dci[:, 1] - diff], fmt="o", color="C0", capsize=3, zorder=5,
-                 label=f"floor $-$ target ({floor.ci:.0%} paired CI)")
+                 label=f"(1) non-degenerate groups: floor $-$ target ({floor.ci:.0%} CI)")
     ax2.plot(ms * 1.04, [-x["deficit_degenerate"] for x in d], "v", color="C3", zorder=4,
-             label="part carried by degenerate groups")
+             label="(2) the floor's loss to degenerate groups")
     ax2.plot(ms * 0.96, [-x["deficit_nondegenerate"] for x in d], "s", color="C1", mfc="none", zorder=4,
-             label="part carried by the other groups")
+             label="the same from the other groups")
     ax2.set_xscale("log", base=2)
     ax2.set_xticks(ms, [f"{int(m)}\n({x['frac_degenerate']:.0%})" for m, x in zip(ms, d)])
     ax2.set_xlabel("group size m (share of degenerate groups)")
     ax2.set_ylabel(r"measured $-$ target")
     ax2.set_title(f"The check: agrees at {sum(x['agrees'] for x in d)} of {len(d)} group sizes", fontsize=10)
     ax2.grid(True, alpha=0.3)
-    ax2.legend(fontsize=7.5)
+    ax2.legend(fontsize=9)
     return _finish(fig, path)
 
 
@@ -206,7 +299,7 @@ def training_curves_plot(curves, panels, smooth: int = 5, ncols: int = 2, path=N
     if missing:
         raise ValueError(f"curves has no column(s) {missing}")
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 3.9 * nrows), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), sharex=True, squeeze=False)
     ma = lambda v: v.rolling(max(1, smooth), min_periods=1).mean()  # noqa: E731
     for i, (mode, d) in enumerate(curves.groupby("mode", sort=False)):
         color, ls, marker = MODE_STYLES[i % len(MODE_STYLES)]
@@ -230,7 +323,8 @@ def training_curves_plot(curves, panels, smooth: int = 5, ncols: int = 2, path=N
         ax.remove()
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=12, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    readable(fig)  # at least MIN_TEXT_PT on the page, then the layout below leaves room for the legend
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     if path is not None:
         save_figure(fig, path, dpi=130)
     return fig

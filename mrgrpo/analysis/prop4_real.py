@@ -21,6 +21,11 @@ groups of ``m`` rollouts drawn from each prompt's empirical type distribution, w
 within-prompt score and target ``theta* = w_a Cov(r_a, g) + w_b Cov(r_a r_b, g)`` (taking
 the prompt's own rollouts as its population avoids the in-sample bias of scoring the
 seeds' groups against a target computed from those same groups).
+
+Every reading comes with a prompt-bootstrap interval (prompts are the independent unit):
+``intervals`` holds ``p_a``, ``p_b``, ``gamma*``, the observed flip, ``flip - gamma*``
+(paired) and the slope ratio, pooled and within prompts, and
+:meth:`Prop4Real.reading_sentence` words one reading from them.
 """
 from __future__ import annotations
 
@@ -29,13 +34,20 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from mrgrpo.analysis.bootstrap import bootstrap_weights
+from mrgrpo.analysis.thresholds import excludes, flip_near
+from mrgrpo.analysis.verdicts import fmt, fmt_interval
 from mrgrpo.core.advantage import apply_conditioning
 from mrgrpo.core.checks import check_rewards, check_weights
 from mrgrpo.core.theory import prop4_beta, prop4_gamma_star
 
-__all__ = ["Prop4Real", "prop4_real", "prop4_score", "binarize_channel"]
+__all__ = ["Prop4Real", "prop4_real", "prop4_score", "binarize_channel", "READINGS", "QUANTITIES"]
 
 IMPLS = ("none", "zero_fill", "subgroup")
+#: The two readings of the bias law: all rollouts as one population (the paper's), and each prompt its own.
+READINGS = ("pooled", "within prompts")
+#: The quantities of each reading that :attr:`Prop4Real.intervals` gives with a prompt-bootstrap interval.
+QUANTITIES = ("p_a", "p_b", "gamma_star", "gamma_flip", "flip_minus_gamma_star", "slope_ratio")
 
 
 def prop4_score(r_a, r_b, p_a, p_b, gamma, alpha_c: float = 1.0, alpha_f: float = 1.0) -> np.ndarray:
@@ -78,6 +90,65 @@ def _beta_line(q: np.ndarray, alpha_c: float, alpha_f: float, w_b: float) -> tup
     return A, w_b * _cov(q, target, at1) - A
 
 
+def _readings(counts: np.ndarray, W: np.ndarray, alpha_c: float, alpha_f: float, w_b: float) -> dict:
+    """Every quantity of both readings, for each row of prompt weights ``W``.
+
+    Parameters
+    ----------
+    counts : shape ``(P, 4)``
+        Each prompt's count of the four rollout types.
+    W : shape ``(B, P)``
+        Prompt multiplicities (a row of ones: the data; bootstrap counts: a resample).
+
+    Returns
+    -------
+    dict ``(reading, quantity) -> array (B,)``; NaN where a quantity is undefined
+    (no rollout passes the channel, a flat line).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tot = W @ counts                                                    # (B, 4)
+        q_pool = tot / tot.sum(-1, keepdims=True)
+        p_a, p_b = q_pool @ _RA, q_pool @ _RB
+        A, B = _beta_line(q_pool, alpha_c, alpha_f, w_b)
+        g_star = np.where(p_b < 1, alpha_c * p_a / (1 - p_b), np.nan)
+        closed = w_b * p_b * (1 - p_a) * (1 - p_b)
+        q_pr = counts / counts.sum(-1, keepdims=True)                      # (P, 4)
+        pa_p, pb_p = q_pr @ _RA, q_pr @ _RB
+        A_p, B_p = _beta_line(q_pr, alpha_c, alpha_f, w_b)
+        cA = -w_b * pb_p * (1 - pa_p) * alpha_c * pa_p                     # per-prompt closed form
+        cB = w_b * pb_p * (1 - pa_p) * (1 - pb_p)
+        n = W.sum(-1)
+        mean = lambda v: (W @ v) / n  # noqa: E731  (prompt means under the weights)
+        out = {("pooled", "p_a"): p_a, ("pooled", "p_b"): p_b, ("pooled", "gamma_star"): g_star,
+               ("pooled", "gamma_flip"): np.where(B != 0, -A / B, np.nan),
+               ("pooled", "slope_ratio"): np.where(closed != 0, B / closed, np.nan),
+               ("within prompts", "p_a"): mean(pa_p), ("within prompts", "p_b"): mean(pb_p),
+               ("within prompts", "gamma_star"): np.where(mean(cB) != 0, -mean(cA) / mean(cB), np.nan),
+               ("within prompts", "gamma_flip"): np.where(mean(B_p) != 0, -mean(A_p) / mean(B_p), np.nan),
+               ("within prompts", "slope_ratio"): np.where(mean(cB) != 0, mean(B_p) / mean(cB), np.nan)}
+    for reading in READINGS:
+        out[(reading, "flip_minus_gamma_star")] = out[(reading, "gamma_flip")] - out[(reading, "gamma_star")]
+    return out
+
+
+def _intervals(counts, alpha_c, alpha_f, w_b, n_boot, seed, ci):
+    """Point estimates and percentile prompt-bootstrap intervals of every reading (a DataFrame)."""
+    import pandas as pd
+
+    point = _readings(counts, np.ones((1, counts.shape[0])), alpha_c, alpha_f, w_b)
+    boot = _readings(counts, bootstrap_weights(counts.shape[0], n_boot, seed), alpha_c, alpha_f, w_b)
+    a = (1.0 - ci) / 2.0
+    rows = []
+    for reading in READINGS:
+        for q in QUANTITIES:
+            b = boot[(reading, q)]
+            b = b[np.isfinite(b)]
+            lo, hi = np.quantile(b, [a, 1 - a]) if b.size else (np.nan, np.nan)
+            rows.append({"reading": reading, "quantity": q, "estimate": float(point[(reading, q)][0]),
+                         "lo": float(lo), "hi": float(hi), "undefined_share": 1.0 - b.size / n_boot})
+    return pd.DataFrame(rows).set_index(["reading", "quantity"])
+
+
 @dataclass
 class Prop4Real:
     """Output of :func:`prop4_real`. ``summary`` has one row per reading (pooled, within prompts)."""
@@ -93,12 +164,56 @@ class Prop4Real:
     mse: object               # DataFrame: m, gamma, impl, mse, se, p_degenerate
     n_rollouts: int
     n_prompts: int
+    intervals: object = None  # DataFrame (reading, quantity) -> estimate, lo, hi, undefined_share
+    cov_within: float = float("nan")   # mean over prompts of each prompt's Cov(r_a, r_b)
+    cov_between: float = float("nan")  # Cov over prompts of (p_a, p_b); pooled Cov = within + between
+    ci: float = 0.95
+
+    def interval(self, reading: str, quantity: str) -> tuple[float, float, float]:
+        """``(estimate, lo, hi)`` of one quantity of one reading (see :data:`READINGS`, :data:`QUANTITIES`)."""
+        if reading not in READINGS or quantity not in QUANTITIES:
+            raise ValueError(f"unknown reading or quantity {reading!r}, {quantity!r}; readings {READINGS}, "
+                             f"quantities {QUANTITIES}")
+        r = self.intervals.loc[(reading, quantity)]
+        return float(r["estimate"]), float(r["lo"]), float(r["hi"])
+
+    def flip_lands(self, reading: str) -> str:
+        """``"near"`` (within the relative threshold of :func:`~mrgrpo.analysis.thresholds.flip_near`),
+        ``"off"`` (farther, and the paired interval of flip - gamma* excludes 0) or ``"not resolved"``."""
+        flip, _, _ = self.interval(reading, "gamma_flip")
+        g, _, _ = self.interval(reading, "gamma_star")
+        _, lo, hi = self.interval(reading, "flip_minus_gamma_star")
+        if np.isfinite(flip) and np.isfinite(g) and flip_near(flip, g).near:
+            return "near"
+        return "off" if bool(excludes(lo, hi, 0.0)) else "not resolved"
+
+    def slope_reading(self, reading: str) -> str:
+        """``"attenuated"`` / ``"amplified"`` when the slope ratio's interval lies below / above 1, else
+        ``"not resolved from the closed form"``."""
+        _, lo, hi = self.interval(reading, "slope_ratio")
+        if hi < 1:
+            return "attenuated"
+        if lo > 1:
+            return "amplified"
+        return "not resolved from the closed form"
+
+    def reading_sentence(self, reading: str) -> str:
+        """One reading in words, with its intervals: where the flip lands against gamma* and what the slope does."""
+        flip, fl, fh = self.interval(reading, "gamma_flip")
+        g, gl, gh = self.interval(reading, "gamma_star")
+        d, dl, dh = self.interval(reading, "flip_minus_gamma_star")
+        s, sl, sh = self.interval(reading, "slope_ratio")
+        where = {"near": "lands near", "off": "misses", "not resolved": "is not resolved from"}[self.flip_lands(reading)]
+        return (f"{reading}, the flip at γ = {fmt_interval(flip, fl, fh, 2)} {where} γ* = {fmt_interval(g, gl, gh, 2)} "
+                f"(flip − γ* = {fmt_interval(d, dl, dh, 2, signed=True)}), and the slope, "
+                f"{fmt_interval(s - 1, sl - 1, sh - 1, 0, signed=True, percent=True)} against the closed form, is "
+                f"{self.slope_reading(reading)}")
 
 
 def prop4_real(rewards, gate: int = 0, cond: int = 1, threshold: Optional[float] = None,
                w: Sequence[float] = (1.0, 1.0), alpha_c: float = 1.0, alpha_f: float = 1.0, noise: float = 0.5,
                gammas: Optional[Sequence[float]] = None, mse_gammas: Optional[Sequence[float]] = None,
-               m: Optional[int] = None) -> Prop4Real:
+               m: Optional[int] = None, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> Prop4Real:
     """Proposition 4's bias law and the conditioning MSEs on real rewards.
 
     Parameters
@@ -119,6 +234,8 @@ def prop4_real(rewards, gate: int = 0, cond: int = 1, threshold: Optional[float]
         Contamination values of the MSE comparison (default ``0, gamma*, 1.5, 3``).
     m : int, optional
         Group size of the MSE comparison (default: the tensor's).
+    n_boot, seed, ci
+        Prompt-bootstrap resamples, their seed and the interval's level (:attr:`Prop4Real.intervals`).
 
     Returns
     -------
@@ -137,6 +254,8 @@ def prop4_real(rewards, gate: int = 0, cond: int = 1, threshold: Optional[float]
     if gate == cond:
         raise ValueError("gate and cond must be different channels")
     wv = check_weights(w, 2)
+    if not (isinstance(ci, (float, int)) and 0.0 < float(ci) < 1.0):
+        raise ValueError(f"ci must be a level in (0, 1), got {ci!r}")
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a finite standard deviation >= 0, got {noise!r}")
     r_a = binarize_channel(x[..., gate], None, "gate")
@@ -180,7 +299,10 @@ def prop4_real(rewards, gate: int = 0, cond: int = 1, threshold: Optional[float]
     mse = _conditioning_mse(q_prompt, m, [g for g in mg if np.isfinite(g)], wv, alpha_c, alpha_f, noise)
     return Prop4Real(p_a=p_a, p_b=p_b, corr_ab=corr, gamma_star=g_star, gamma_flip=flip(A_pool, B_pool),
                      slope_ratio=float(B_pool / closed_slope) if closed_slope else float("nan"),
-                     summary=summary, sweep=sweep, mse=mse, n_rollouts=int(P * K * m_data), n_prompts=int(P))
+                     summary=summary, sweep=sweep, mse=mse, n_rollouts=int(P * K * m_data), n_prompts=int(P),
+                     intervals=_intervals(counts, alpha_c, alpha_f, wv[1], n_boot, seed, ci), ci=float(ci),
+                     cov_within=float(np.mean(q_prompt[:, 3] - pa_p * pb_p)),
+                     cov_between=float(np.mean(pa_p * pb_p) - pa_p.mean() * pb_p.mean()))
 
 
 def _compositions(m: int) -> np.ndarray:

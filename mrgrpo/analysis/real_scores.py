@@ -28,11 +28,18 @@ Decomposition of the gap:
 - **degenerate groups** (a channel constant within the group, so NA drops it): their
   share of the groups and their share of the shortfall ``w^T C w - mean_j A_j^2``.
 
+Verdicts computed from these numbers: :func:`score_mean_check` (does ``E[g] = 0`` hold,
+from the mean's ``z`` per direction) and :func:`dependence_sentence` (where the dependence
+gap is resolved, and the smallest gap the run could detect where it is not,
+:func:`minimum_detectable_effect`).
+
 Data come from :func:`mrgrpo.corpus.real_scores.collect` (roll out a policy, score the
 completions along ``n_directions`` directions) or :meth:`RealScoreData.load`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
@@ -43,9 +50,11 @@ from mrgrpo.core.stats import sample_correlation
 from mrgrpo.corpus.real_scores import DEFAULT_M_GRID, DEFAULT_W, RealScoreData
 from mrgrpo.analysis.bootstrap import bootstrap_weights, percentile_ci
 from mrgrpo.analysis.floor_target import degenerate_share
-from mrgrpo.analysis.plots import save_figure
+from mrgrpo.analysis.plots import readable, save_figure
+from mrgrpo.analysis.verdicts import count_sentence, fmt, noise_check, range_sentence
 
-__all__ = ["analyze_real_scores", "reshuffle_within_groups", "group_terms", "plot_ratios"]
+__all__ = ["analyze_real_scores", "reshuffle_within_groups", "group_terms", "plot_ratios",
+           "minimum_detectable_effect", "ScoreMeanCheck", "score_mean_check", "dependence_sentence"]
 
 
 def reshuffle_within_groups(g: np.ndarray, seed: SeedLike = 0) -> np.ndarray:
@@ -117,7 +126,12 @@ def analyze_real_scores(data: RealScoreData, w: Sequence[float] = DEFAULT_W, m_g
         degenerate groups, and the reshuffle ratio over non-degenerate groups only;
         ``"per_direction"``: the real and reshuffled NA/AN ratios per direction;
         ``"score_checks"``: per direction, the mean score in units of its sd (the
-        score identity says ``E[g] = 0``) and ``tau^2``.
+        score identity says ``E[g] = 0``), its standard error, ``z`` (the mean in
+        standard errors; :func:`score_mean_check` judges it) and ``tau^2``.
+        The decomposition's ``gap_se`` is the bootstrap standard error of the
+        dependence gap (times ``sqrt(P / (P - 1))``) and ``gap_mde`` the smallest gap
+        a two-sided test at level ``1 - ci`` detects with 80% power
+        (:func:`minimum_detectable_effect`).
     """
     import pandas as pd
 
@@ -165,6 +179,8 @@ def analyze_real_scores(data: RealScoreData, w: Sequence[float] = DEFAULT_W, m_g
             with np.errstate(divide="ignore", invalid="ignore"):
                 boot_gap = (W @ n1 - W @ n2) / (W @ dd)
             gap_lo, gap_hi = percentile_ci(boot_gap[:, None], ci)[0]
+            # the bootstrap's plug-in variance is (P - 1) / P of the usual one: undo that
+            gap_se = float(np.nanstd(boot_gap, ddof=1) * np.sqrt(P / (P - 1))) if P > 1 else float("nan")
             # kappa: relative covariance of A^2 and g^2 over all K*m rollouts of a prompt, pooled
             A2 = (t["A"] ** 2)[..., None]                          # (P, K, m, 1)
             g2 = g * g                                             # (P, K, m, D)
@@ -187,18 +203,144 @@ def analyze_real_scores(data: RealScoreData, w: Sequence[float] = DEFAULT_W, m_g
             ratio_diag, _ = rci(diag, pred)
             dec.append({"m": m, "mode": mode.upper(), "ratio_real": ratio_real, "ratio_reshuffled": ratio_shuf,
                         "ratio_diagonal": ratio_diag, "dependence_gap": ratio_real - ratio_shuf,
-                        "gap_lo": gap_lo, "gap_hi": gap_hi, "kappa": kappa,
+                        "gap_lo": gap_lo, "gap_hi": gap_hi, "gap_se": gap_se,
+                        "gap_mde": minimum_detectable_effect(gap_se, alpha=1 - ci), "kappa": kappa,
                         "frac_degenerate": float(deg.mean()),
                         "mean_A2_over_wCw": float(t["a2"].sum() / (q_pop.sum() * K)) if q_pop.sum() > 0 else np.nan,
                         "shortfall_share_degenerate": share_deg,
                         "ratio_reshuffled_nondegenerate": ratio_nd})
     sd = g_all.reshape(P * K * M, D).std(axis=0, ddof=1)
+    mean_over_sd = g_all.reshape(-1, D).mean(axis=0) / sd
     checks = pd.DataFrame({"direction": np.arange(D),
-                           "mean_over_sd": g_all.reshape(-1, D).mean(axis=0) / sd,
+                           "mean_over_sd": mean_over_sd,
                            "se_of_mean_over_sd": 1 / np.sqrt(P * K * M),
+                           "z": mean_over_sd * np.sqrt(P * K * M),
                            "tau2_mean": tau2.mean(axis=0)})
     return {"ratios": pd.DataFrame(rows), "decomposition": pd.DataFrame(dec),
             "per_direction": pd.DataFrame(per_dir), "score_checks": checks}
+
+
+# ----------------------------------------------------------------------------- verdicts
+def minimum_detectable_effect(se, alpha: float = 0.05, power: float = 0.8):
+    """Smallest true effect a two-sided z-test at level ``alpha`` detects with probability ``power``.
+
+    ``(z_{1 - alpha/2} + z_{power}) * se``: about ``2.80 se`` at the defaults. It
+    ignores the (negligible) chance of rejecting on the wrong side.
+
+    Parameters
+    ----------
+    se : float or array of float, any shape
+        Standard error of the estimate; ``>= 0`` (NaN passes through as NaN).
+    alpha : float in (0, 1)
+    power : float in (0, 1)
+
+    Returns
+    -------
+    float, or an array of ``se``'s shape
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    arr = np.asarray(se, dtype=float)
+    if np.any(arr[np.isfinite(arr)] < 0):
+        raise ValueError("se must be >= 0")
+    nd = NormalDist()
+    out = (nd.inv_cdf(1 - alpha / 2) + nd.inv_cdf(power)) * arr
+    return float(out) if out.ndim == 0 else out
+
+
+@dataclass(frozen=True)
+class ScoreMeanCheck:
+    """The score-function identity ``E[g] = 0`` judged from the mean's ``z`` per direction.
+
+    ``sentence`` is the full verdict; ``clause`` a short one for a summary paragraph.
+    """
+
+    max_abs_z: float
+    bound: float
+    alpha: float
+    n_directions: int
+    passes: bool
+    sentence: str
+    clause: str
+
+
+def score_mean_check(z: Sequence[float], n_rollouts: int, alpha: float = 0.01) -> ScoreMeanCheck:
+    """Does the mean score sit within noise of 0 on every direction?
+
+    Parameters
+    ----------
+    z : sequence of float, shape ``(D,)``
+        Mean of ``g`` over all rollouts in standard errors, per direction
+        (``analyze_real_scores(...)["score_checks"]["z"]``).
+    n_rollouts : int
+        Rollouts the means are over (for the sentence).
+    alpha : float
+        Family-wise level over the ``D`` directions: the check fails when some ``|z|``
+        exceeds Bonferroni's ``Phi^-1(1 - alpha / (2 D))``
+        (:func:`mrgrpo.analysis.verdicts.noise_check`).
+    """
+    zs = np.asarray(z, dtype=float).ravel()
+    if zs.size == 0 or not np.isfinite(zs).all():
+        raise ValueError(f"z must be one or more finite numbers, got {zs.tolist()}")
+    nc = noise_check(zs, alpha)
+    worst = int(np.argmax(np.abs(zs)))
+    dirs = "direction" if zs.size == 1 else f"{zs.size} directions"
+    level = (f"the {nc.bound:.2f} that a two-sided test at family-wise level {alpha:.0%} over {dirs} allows"
+             if zs.size > 1 else f"the {nc.bound:.2f} of a two-sided test at level {alpha:.0%}")
+    if nc.ok:
+        every = " on every direction" if zs.size > 1 else ""
+        sentence = (f"The scores pass the one check they must: the mean of g over all {n_rollouts} rollouts is "
+                    f"within {nc.max_z:.2f} standard errors of 0{every} (below {level}), as the "
+                    f"score-function identity E[g] = 0 requires.")
+        clause = "The scores have mean zero, as the score-function identity requires."
+    else:
+        sentence = (f"The scores fail the one check they must: the mean of g over all {n_rollouts} rollouts is "
+                    f"{fmt(zs[worst], 2, signed=True)} standard errors from 0 on direction {worst} (beyond {level}), "
+                    f"so E[g] = 0 does not hold: these are not the scores of the distribution the completions were "
+                    f"drawn from (a sampling temperature the scores ignore does this), and every ratio below rests "
+                    f"on them.")
+        clause = (f"The scores do not have mean zero (|z| up to {nc.max_z:.2f}), so the score-function identity "
+                  f"fails and the comparisons below are suspect.")
+    return ScoreMeanCheck(float(nc.max_z), float(nc.bound), float(alpha), int(zs.size), bool(nc.ok), sentence, clause)
+
+
+def dependence_sentence(gap: Sequence[float], lo: Sequence[float], hi: Sequence[float], mde: Sequence[float],
+                        m_grid: Sequence[int], power: float = 0.8) -> str:
+    """What the run says about the dependence gap (real minus reshuffled ratio), per group size.
+
+    An interval that contains 0 is not evidence of a small gap: the sentence states
+    the smallest gap the run detects with probability ``power`` there (``mde``, from
+    :func:`minimum_detectable_effect`), so "not resolved" reads as "smaller than about
+    this, or missed".
+
+    Parameters
+    ----------
+    gap, lo, hi, mde : sequences of float, shape ``(n,)``
+        The gap, its interval and its minimum detectable effect at each group size.
+    m_grid : sequence of int, shape ``(n,)``
+    """
+    gap, lo, hi, mde = (np.asarray(x, dtype=float).ravel() for x in (gap, lo, hi, mde))
+    ms = list(m_grid)
+    if not (len(ms) == gap.size == lo.size == hi.size == mde.size) or not ms:
+        raise ValueError("gap, lo, hi, mde and m_grid need one entry per group size, and at least one")
+    resolved = (lo > 0) | (hi < 0)
+    where = [m for m, r in zip(ms, resolved) if not r]
+    parts = []
+    if resolved.any():
+        signs = {"above": gap[resolved] > 0, "below": gap[resolved] < 0}
+        side = " and ".join(f"{k} 0" for k, v in signs.items() if v.any())
+        parts.append(f"The dependence gap is resolved ({side}) at {count_sentence(resolved, ms, noun='group sizes')}.")
+    if where:
+        sub = ~resolved
+        mde_text = range_sentence(mde[sub], where) if sub.sum() > 1 else f"{fmt(mde[sub][0], 2)} (m = {where[0]})"
+        lead = "Its" if resolved.any() else "The dependence gap's"
+        parts.append(f"{lead} interval contains 0 at {count_sentence(sub, ms, noun='group sizes')}, which does not "
+                     f"make it small: there the smallest gap this run detects with {power:.0%} power is "
+                     f"{mde_text}, as a share of the predicted MSE, so a dependence effect below that size is "
+                     f"neither seen nor ruled out.")
+    return " ".join(parts)
 
 
 # ----------------------------------------------------------------------------- figure
@@ -240,7 +382,7 @@ def plot_ratios(ratios, path=None, title: str = ""):
     axes[0].legend(frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    readable(fig)  # legible when the page scales the figure to its column (re-lays it out)
     if path is not None:
         save_figure(fig, path, dpi=150, bbox_inches="tight")
     return fig

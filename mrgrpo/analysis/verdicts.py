@@ -2,14 +2,16 @@
 
 The book's chapters glue these sentences (or their key words) into their prose, so a
 verdict cannot contradict the table beside it: change a number and the sentence changes
-with it (``tests/test_verdicts.py`` rebuilds every verdict from a perturbed table and
+with it (``tests/analysis/test_verdicts.py`` rebuilds every verdict from a perturbed table and
 checks exactly that). Every function takes plain numbers or arrays and returns text (or a
 small dataclass with a ``sentence``); none knows about a model, a task or the paper, so a
 chapter run on another model or corpus gets verdicts about its own numbers.
 
 Formatting rules shared by the book: a rounded zero loses its sign (never ``-0.000``), a
-missing number reads ``n/a``, and a p-value below double precision's resolution reads
-``p < 1e-16``.
+missing number reads ``n/a``, a p-value below double precision's resolution reads
+``p < 1e-16``, and an interval is written one way, by :func:`fmt_interval`
+(``"0.955 [0.88, 1.03]"``). The thresholds that decide a verdict's words live in
+:mod:`mrgrpo.analysis.thresholds`.
 """
 from __future__ import annotations
 
@@ -19,10 +21,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .thresholds import agrees_to_digits
+
 __all__ = [
-    "fmt", "fmt_p", "join_words", "yes_no", "count_sentence", "range_sentence",
+    "fmt", "fmt_interval", "fmt_p", "join_words", "yes_no", "count_sentence", "range_sentence",
     "preference_sentence", "SeedComparison", "compare_seeds", "kappa_comparison", "precision_verdict",
-    "lowest_regions", "runs_where", "regions_sentence", "intervals_sentence", "trend_sentence",
+    "lowest_regions", "runs_where", "regions_sentence", "intervals_sentence",
+    "trend_sentence",
     "ranking_agreement", "dashboard_entries", "NoiseCheck", "noise_check",
 ]
 
@@ -31,13 +36,27 @@ P_FLOOR = 1e-16
 
 
 # --------------------------------------------------------------------------- formatting
-def fmt(x: float, digits: int = 3, signed: bool = False) -> str:
-    """``x`` with ``digits`` decimals (``signed``: always with its sign, ``+0.000`` for zero);
+def fmt(x: float, digits: int = 3, signed: bool = False, percent: bool = False) -> str:
+    """``x`` with ``digits`` decimals (``signed``: always with its sign, ``+0.000`` for zero;
+    ``percent``: ``x`` is a share, printed as ``100 x`` with a ``%``, as ``f"{x:.0%}"`` does);
     ``n/a`` for NaN or None; a rounded zero is ``0``, never ``-0``."""
     if x is None or not np.isfinite(float(x)):
         return "n/a"
-    v = round(float(x), digits)
-    return f"{(v if v != 0 else 0.0):{'+' if signed else ''}.{digits}f}"
+    v = round(float(x) * 100 if percent else float(x), digits)
+    return f"{(v if v != 0 else 0.0):{'+' if signed else ''}.{digits}f}" + ("%" if percent else "")
+
+
+def fmt_interval(value: float | None, lo: float, hi: float, digits: int = 3, *, ci_digits: int | None = None,
+                 signed: bool = False, percent: bool = False) -> str:
+    """A number and its interval, ``"0.955 [0.88, 1.03]"``; with ``value=None`` the interval alone, ``"[0.88, 1.03]"``.
+
+    The book's one way to write an interval. Every number goes through :func:`fmt` (so no
+    ``-0`` and ``n/a`` for NaN); ``ci_digits`` (default ``digits``) sets the ends' decimals,
+    ``signed`` and ``percent`` apply to all three numbers.
+    """
+    d = digits if ci_digits is None else ci_digits
+    ends = f"[{fmt(lo, d, signed, percent)}, {fmt(hi, d, signed, percent)}]"
+    return ends if value is None else f"{fmt(value, digits, signed, percent)} {ends}"
 
 
 def fmt_p(p: float, prefix: bool = True) -> str:
@@ -268,20 +287,38 @@ def kappa_comparison(kappa_a: Sequence[float], kappa_b: Sequence[float], labels:
 
 
 # --------------------------------------------------------------------------- precision (Theorem 3)
-def precision_verdict(max_rel_error: float, digits: int = 3) -> str:
-    """Judge a largest relative error against ``digits`` significant digits (relative error ``< 5e-(digits)``).
+def precision_verdict(values, reference, digits: int = 3) -> str:
+    """Judge ``values`` against ``reference`` (elementwise, e.g. simulation against theory) to ``digits`` significant digits.
 
-    Three significant digits allow at most half a unit of the third digit, a relative error
-    of 0.05% to 0.5% depending on the leading digit; the loosest reading (0.5%) is used.
+    ``digits`` significant digits means what it does in numerical analysis: the error is below
+    half a unit in the ``digits``-th significant digit of the reference
+    (:func:`mrgrpo.analysis.thresholds.agrees_to_digits`), so 1.240 does not reproduce 1.234 to
+    three (0.006 >= 0.005) while 1.2344 reproduces 1.2341. As a relative error that is 0.05% to
+    0.5%, set by the leading digit; the loosest reading, 0.5% everywhere, passed 1.240 for 1.234.
+
+    Parameters
+    ----------
+    values, reference : array_like, same shape
+        Points with a non-finite value or reference, or a zero reference, are skipped.
     """
-    tol = 0.5 * 10.0 ** (1 - digits)
-    x = float(max_rel_error)
-    if not np.isfinite(x):
+    v = np.asarray(values, dtype=float).ravel()
+    r = np.asarray(reference, dtype=float).ravel()
+    if v.shape != r.shape:
+        raise ValueError(f"values and reference differ in size: {v.size} vs {r.size}")
+    use = np.isfinite(v) & np.isfinite(r) & (r != 0)
+    if not use.any():
         return "n/a"
-    if x <= tol:
-        return f"reproduced to {digits} significant digits (largest relative error {x:.2%})"
-    return (f"reproduced to {x:.1%}, not to {digits} significant digits (which need a relative error "
-            f"below {tol:.1%})")
+    v, r = v[use], r[use]
+    ok = agrees_to_digits(v, r, digits)
+    rel = float(np.max(np.abs(v / r - 1)))
+    pts = "point" if v.size == 1 else "points"
+    if ok.all():
+        where = "at the one point" if v.size == 1 else f"at all {v.size} {pts}"
+        return f"reproduced to {digits} significant digits {where} (largest relative error {rel:.2%})"
+    k = int((~ok).sum())
+    nth = {1: "first", 2: "second", 3: "third", 4: "fourth"}.get(int(digits), f"{int(digits)}th")
+    return (f"reproduced to {rel:.1%}, not to {digits} significant digits ({k} of {v.size} {pts} "
+            f"{'misses' if k == 1 else 'miss'} by half a unit in the {nth} significant digit or more)")
 
 
 # --------------------------------------------------------------------------- regions of a sweep (Prop 4)

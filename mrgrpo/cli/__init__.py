@@ -10,8 +10,9 @@ whose flags are generated from a heavy module adds them on first use
 
 Errors. A ``ValueError`` or ``OSError`` from a handler is bad input or a missing
 file: :func:`main` prints it as one line, ``mrgrpo COMMAND: error: ...``, and
-returns 2. Ctrl-C returns 130. Anything else is a bug: its traceback is shown,
-followed by one line saying so.
+returns 2. So is a missing optional package (:class:`~mrgrpo.core.extras.MissingExtraError`, or a
+``ModuleNotFoundError`` of a package an extra installs): the line names the extra to install.
+Ctrl-C returns 130. Anything else is a bug: its traceback is shown, followed by one line saying so.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import traceback
 from typing import Sequence
 
 from mrgrpo import __version__
+from mrgrpo.core.extras import MissingExtraError, missing_extra
 
 from .config_args import CommandParser
 
@@ -55,8 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mrgrpo {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug: keep the traceback, say so in the last line
-        traceback.print_exc()
+    except Exception as exc:
+        hint = exc if isinstance(exc, MissingExtraError) else \
+            missing_extra(exc) if isinstance(exc, ModuleNotFoundError) else None
+        if hint is not None:  # an optional package is missing: one line naming the extra to install
+            print(f"mrgrpo {args.command}: error: {' '.join(str(hint).split())}", file=sys.stderr)
+            return 2
+        traceback.print_exc()  # a bug: keep the traceback, say so in the last line
         print(f"mrgrpo {args.command}: unexpected {type(exc).__name__} (a bug in mrgrpo or a library it "
               "uses); the traceback above shows where", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
     p.add_argument("--w", type=comma_floats, required=True, help="channel weights, e.g. 1,1,0.5")
     p.add_argument("--m", type=comma_ints, default=None, help="group size(s) to analyze (default: all in the file)")
     p.add_argument("--reward-names", default=None, help="comma-separated channel columns (Parquet without metadata)")
-    p.add_argument("--convention", choices=["unbiased", "paper"], default="unbiased")
+    p.add_argument("--mse-estimator", choices=["unbiased", "paper"], default="unbiased")
     p.add_argument("--score-seed", type=int, default=0, help="seed of the random scores (paper: 12345)")
     p.add_argument("--n-boot", type=int, default=2000)
     p.add_argument("--boot-seed", type=int, default=0)
@@ -70,7 +70,7 @@ def handler(args) -> int:
     print(f"corpus {args.path}: {corpus.n_prompts} prompts x {corpus.K_seeds} seeds, m in {grid}, "
           f"channels {corpus.reward_names}")
     tensors = {m: pack_for_analysis(corpus, m) for m in grid}
-    results = [analyze(tensors[m], args.w, score_seed=args.score_seed, convention=args.convention,
+    results = [analyze(tensors[m], args.w, score_seed=args.score_seed, mse_estimator=args.mse_estimator,
                        n_boot=args.n_boot, boot_seed=args.boot_seed) for m in grid]
     summary_print(results[-1], label=f"{args.path} ")
     print()

@@ -22,8 +22,9 @@ def register(subparsers) -> None:
         description=(
             "Convert chapters/CHAPTER.md to a notebook with jupytext, execute it with papermill "
             "(working directory chapters/) and store the executed notebook under chapters/runs/. "
-            "Values are read as Python literals when they parse (8, 0.7, [4,8,16], True), "
-            "otherwise as strings."
+            "Values are read as Python literals when they parse (8, 0.7, [4,8,16], True, '8' for "
+            "the string 8), otherwise as strings; only what JSON can hold is accepted (strings, "
+            "finite numbers, true/false/None, lists and dicts of these)."
         ),
     )
     run.add_argument("chapter", help="chapter name (thm3), file name (thm3.md) or path")
@@ -32,7 +33,8 @@ def register(subparsers) -> None:
     run.add_argument("--out", default=None,
                      help="output notebook (default chapters/runs/<chapter>__<params>.ipynb)")
     run.add_argument("--root", default=".", help="the book's root folder (default: .)")
-    run.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
+    run.add_argument("--timeout", type=float, default=None,
+                     help="per-cell timeout in seconds (positive; rounded up to whole seconds)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
     run.add_argument("--allow-unknown", action="store_true",
                      help="pass parameters that the chapter's parameters cell does not define")
@@ -45,6 +47,7 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     import sys
 
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     from mrgrpo.ops.book import parse_value, run_chapter
@@ -53,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     for name, value in args.parameter:
         if not name.isidentifier():
             raise ValueError(f"parameter name {name!r} is not a Python identifier")
-        params[name] = parse_value(value)
+        params[name] = parse_value(value, name)
     try:
         out = run_chapter(
             args.chapter,
@@ -69,6 +72,10 @@ def _run(args: argparse.Namespace) -> int:
     except PapermillExecutionError as exc:
         print(f"mrgrpo book run: chapter {args.chapter!r} raised in cell {exc.exec_count}: "
               f"{exc.ename}: {exc.evalue}", file=sys.stderr)
+        return 1
+    except (CellTimeoutError, DeadKernelError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"mrgrpo book run: chapter {args.chapter!r} stopped: {first}", file=sys.stderr)
         return 1
     print(f"stored {out}")
     return 0

@@ -17,15 +17,17 @@ a preset. The dataclass itself checks ranges and cross-field rules when built.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import re
 import typing
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 from mrgrpo.core.fields import field_types, format_value
 
 from .parsing import parse_value
 
-__all__ = ["flag_name", "add_dataclass_arguments", "given_fields", "CommandParser"]
+__all__ = ["flag_name", "add_dataclass_arguments", "given_fields", "flag_errors", "CommandParser"]
 
 NoneType = type(None)
 
@@ -104,6 +106,25 @@ def given_fields(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if hasattr(namespace, f.name)}
 
 
+@contextlib.contextmanager
+def flag_errors(*classes: type) -> Iterator[None]:
+    """Name the flag in a dataclass's error: ``"GRPOConfig: m must be ..."`` becomes ``"--m: m must be ..."``.
+
+    A ``ValueError`` raised inside whose message starts with ``"<Owner>: <field>"`` (the form of
+    :func:`~mrgrpo.core.fields.check_fields` and the classes' own checks), for one of ``classes``,
+    is raised again with the field's flag in place of the owner; any other passes unchanged.
+    """
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        for cls in classes:
+            match = re.match(rf"{cls.__name__}: (?:every entry of |unknown )?(\w+)", text)
+            if match and match.group(1) in {f.name for f in dataclasses.fields(cls)}:
+                raise ValueError(f"{flag_name(match.group(1))}: {text[len(cls.__name__) + 2:]}") from exc
+        raise
+
+
 class CommandParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose arguments may be added on first use (:meth:`defer`).
 
@@ -114,6 +135,9 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+        # A value that starts with a negative number ("--weights -1,1,1", "--lr -1e-3") is a value, not an
+        # unknown flag (older argparse takes only "-1" and "-0.5" so; newer Pythons use this same rule).
+        self._negative_number_matcher = re.compile(r"-\.?\d")
 
     def defer(self, add_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
         """Call ``add_arguments(self)`` just before this parser is first used."""

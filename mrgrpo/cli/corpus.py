@@ -7,8 +7,9 @@ Examples::
     mrgrpo corpus build ... --out data/smollm2-fintech --resume     # continue after an interruption
 
 The build saves its progress every few prompts (``--chunk-prompts``); ``--resume``
-continues it and refuses a changed configuration; a finished corpus is replaced only
-with ``--overwrite``.
+continues it and refuses a changed configuration (of a finished corpus too); a finished
+corpus is replaced only with ``--overwrite``, once the new build has written its first
+chunk. A folder holding files mrgrpo did not write (a README.md of yours) is refused.
 """
 from __future__ import annotations
 
@@ -71,6 +72,9 @@ def _build(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, chunk_prompts=args.chunk_prompts, threads=args.threads,
                               device=args.device, resume=args.resume, overwrite=args.overwrite,
                               progress=not args.no_progress, command=command)
+    if record.get("already_built"):
+        print(f"{args.out} already holds this corpus, finished with these settings: nothing to do")
+        return 0
     print(f"wrote {args.out}: {record['completions']} completions ({record['P']} prompts x {record['K']} seeds x "
           f"{record['m_max']}), {record['seconds_this_session'] / 60:.1f} min, "
           f"{record['tokens_per_second']} new tokens/s")

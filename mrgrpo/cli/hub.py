@@ -5,9 +5,9 @@
 
 Only an allow-list is uploaded (adapter weights and config, tokenizer files, the
 run's config, metrics and eval tables, a curve, the card); everything else is
-listed as left out, and a file holding a token refuses the upload. ``--dry-run OUT``
-writes exactly the files that would be uploaded into OUT (all or nothing) and
-uploads nothing. A real push needs a token (HF_TOKEN, .env or `hf auth login`)
+listed as left out, and a file holding a token or key, or a symbolic link out of the
+run folder, refuses the upload. ``--dry-run OUT`` writes exactly the files that would
+be uploaded into OUT (all or nothing) and uploads nothing. A real push needs a token (HF_TOKEN, .env or `hf auth login`)
 and HF_HUB_OFFLINE unset.
 """
 from __future__ import annotations

@@ -24,6 +24,8 @@ Examples:
     accelerate launch --config_file configs/accelerate/gpu_multi.yaml --num_processes 4 \
         -m mrgrpo train --preset paper --task fintech --out runs/fin-na   # 4 GPUs
     mrgrpo train --engine trl --n-steps 5 --out runs/trl-tiny      # the tiny policy through TRL, CPU
+    mrgrpo train --engine trl --reward-funcs my_rewards:correct,my_rewards:brevity --weights 1,1
+                                                               # your own TRL-style reward functions
     mrgrpo train --out runs/an --resume                        # continue an interrupted run
     mrgrpo train --out runs/an --overwrite                     # replace the run in runs/an
     mrgrpo train --preset none --model DIR --lora-target-modules q_proj,v_proj
@@ -33,11 +35,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import warnings
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from mrgrpo.core.fields import format_value
 
-from .config_args import add_dataclass_arguments, given_fields
+from .config_args import add_dataclass_arguments, flag_errors, given_fields
 
 #: The preset ``--preset`` defaults to.
 DEFAULT_PRESET = "tiny"
@@ -83,8 +85,9 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Any]:
     from mrgrpo.tasks.registry import TaskSettings
     from mrgrpo.train.config import GRPOConfig
 
-    cfg = GRPOConfig.from_preset(args.preset, **given_fields(args, GRPOConfig))
-    return cfg, TaskSettings(**given_fields(args, TaskSettings))
+    with flag_errors(GRPOConfig, TaskSettings):  # "--m: m must be ...": the flag to change
+        cfg = GRPOConfig.from_preset(args.preset, **given_fields(args, GRPOConfig))
+        return cfg, TaskSettings(**given_fields(args, TaskSettings))
 
 
 def check_preset_fits(args: argparse.Namespace, cfg: Any) -> None:
@@ -106,34 +109,34 @@ def describe_evaluation(cfg: Any, n_prompts: int) -> str:
     return f"{n_prompts} prompts, one completion each, {how}; channel means"
 
 
-def check_resume(cfg: Any) -> None:
-    """A resumed run must be the same run (engine included): checked on the recorded config before anything loads."""
+def check_resume(cfg: Any, run_info: Optional[dict] = None) -> None:
+    """A resumed run must be the same run (engine and task included): checked on the recorded config and run
+    settings before anything loads."""
     if not (cfg.resume and cfg.out_dir):
         return
-    from mrgrpo.train.checkpoint import read_run_config
+    from mrgrpo.train.checkpoint import read_run_config, read_run_info
     from mrgrpo.train.config import resume_conflicts
     from mrgrpo.train.run_guard import refuse_resume
 
     recorded, path = read_run_config(cfg.out_dir)
-    refuse_resume(path or cfg.out_dir, resume_conflicts(recorded, cfg) if recorded else [])
+    recorded_info = read_run_info(cfg.out_dir) or None
+    conflicts = resume_conflicts(recorded, cfg, recorded_info, run_info if recorded_info else None) if recorded else []
+    refuse_resume(path or cfg.out_dir, conflicts)
 
 
 def handler(args) -> int:
     cfg, settings = build_config(args)
-    from mrgrpo.tasks.gsm8k import DatasetUnavailableError
-    from mrgrpo.tasks.registry import task_reward
-
-    cfg.validate(n_channels=len(task_reward(settings.task).channel_names))  # before any model loads
     from mrgrpo.lm.loader import check_device, loading_bars
+    from mrgrpo.tasks.gsm8k import DatasetUnavailableError
 
     check_device(cfg.device)
     from mrgrpo.lm.loader import resolve_model
 
     resolve_model(cfg.model)  # a clear error for a missing folder or tiny policy, before anything loads
     check_preset_fits(args, cfg)
-    check_resume(cfg)
+    check_resume(cfg, settings.to_dict())
     if cfg.engine == "trl":
-        from mrgrpo.integrations.trl_engine import process_count, trl_arguments
+        from mrgrpo.train.engines.trl_engine import process_count, trl_arguments
 
         trl_arguments(cfg, "unused", process_count())  # the engine's own checks, before any model loads
     with loading_bars(cfg.progress), warnings.catch_warnings():
@@ -145,13 +148,15 @@ def handler(args) -> int:
             first = str(exc).strip().splitlines()[0].rstrip(".")
             raise ValueError(f"{first}; offline, pass --gsm8k-path FILE (a local GSM8K .jsonl or .parquet)") \
                 from None
-        from mrgrpo.integrations.engines import make_trainer
+        from mrgrpo.core.run_folder import rolled_back_on_failure
+        from mrgrpo.train.engines import make_trainer
 
         trainer = make_trainer(cfg, setup.reward_fn, setup.train_prompts, eval_prompts=setup.eval_prompts or None,
                                run_info=settings.to_dict())
-        if setup.eval_prompts and not cfg.resume:
-            trainer.evaluate()  # the untrained policy, for comparison
-        history = trainer.train()
+        with rolled_back_on_failure(cfg.out_dir):  # a run that stops before its first checkpoint leaves no trace
+            if setup.eval_prompts and not cfg.resume:
+                trainer.evaluate()  # the untrained policy, for comparison
+            history = trainer.train()
     if not getattr(trainer, "is_main_process", True):
         return 0  # under accelerate launch, the main process reports
     last = history[-1]

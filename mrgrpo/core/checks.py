@@ -127,52 +127,61 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def check_conditioning(impl: str) -> str:
-    if impl not in CONDITIONING:
-        raise ValueError(f"unknown conditioning impl {impl!r}; expected one of {CONDITIONING}")
+def check_conditioning(impl: str, name: str = "conditioning impl") -> str:
+    if not isinstance(impl, str) or impl not in CONDITIONING:
+        raise ValueError(f"unknown {name} {impl!r}; expected one of {CONDITIONING}")
     return impl
 
 
-def check_ddof(ddof: int, m: int) -> int:
+def check_ddof(ddof: int, m: int, name: str = "ddof") -> int:
     if isinstance(ddof, (bool, np.bool_)) or not isinstance(ddof, (int, np.integer)) or ddof not in (0, 1):
-        raise ValueError(f"ddof must be 0 or 1, got {ddof!r}")
+        raise ValueError(f"{name} must be 0 or 1, got {ddof!r}")
     if m - ddof < 1:
-        raise ValueError(f"ddof = {ddof} needs group size m > {ddof}, got m = {m}")
+        raise ValueError(f"{name} = {ddof} needs group size m > {ddof}, got m = {m}")
     return int(ddof)
 
 
-def check_threshold(threshold) -> float | None:
+def check_threshold(threshold, name: str = "threshold") -> float | None:
     if threshold is None:
         return None
     if isinstance(threshold, (bool, np.bool_)):
-        raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")
+        raise ValueError(f"{name} must be a finite number or None, got {threshold!r}")
     try:
         t = float(threshold)
     except (TypeError, ValueError):
-        raise ValueError(f"threshold must be a finite number or None, got {threshold!r}") from None
+        raise ValueError(f"{name} must be a finite number or None, got {threshold!r}") from None
     if not np.isfinite(t):
-        raise ValueError(f"threshold must be finite, got {threshold!r}")
+        raise ValueError(f"{name} must be finite, got {threshold!r}")
     return t
 
 
-def check_condition_indices(gate_idx, cond_idx: IndexLike, R: int) -> tuple[int, list[int]]:
-    """Validate the gate and conditioned channel indices; return them non-negative."""
-    gate = check_channel_index(gate_idx, R, name="gate_idx")
+def as_index_list(cond_idx: IndexLike, name: str = "cond_idx") -> list:
+    """``cond_idx`` (an int, a sequence, a numpy array or torch tensor of ints) as a list, unchecked."""
     if isinstance(cond_idx, (int, np.integer)) and not isinstance(cond_idx, (bool, np.bool_)):
-        raw = [cond_idx]
-    elif isinstance(cond_idx, (str, bytes)) or not hasattr(cond_idx, "__iter__"):
-        raise ValueError(f"cond_idx must be an int or a sequence of ints, got {cond_idx!r}")
-    elif hasattr(cond_idx, "tolist"):  # numpy array or torch tensor of indices
+        return [cond_idx]
+    if isinstance(cond_idx, (str, bytes)) or not hasattr(cond_idx, "__iter__"):
+        raise ValueError(f"{name} must be an int or a sequence of ints, got {cond_idx!r}")
+    if hasattr(cond_idx, "tolist"):  # numpy array or torch tensor of indices
         as_list = cond_idx.tolist()
-        raw = as_list if isinstance(as_list, list) else [as_list]
-    else:
-        raw = list(cond_idx)
+        return as_list if isinstance(as_list, list) else [as_list]
+    return list(cond_idx)
+
+
+def check_condition_indices(gate_idx, cond_idx: IndexLike, R: int, *, gate_name: str = "gate_idx",
+                            cond_name: str = "cond_idx") -> tuple[int, list[int]]:
+    """Validate the gate and conditioned channel indices; return them non-negative.
+
+    ``gate_name`` and ``cond_name`` are the names the messages use (the paper API's
+    ``gate_idx``/``cond_idx``, :class:`~mrgrpo.core.advantage_spec.AdvantageSpec`'s ``gate``/``conditioned``).
+    """
+    gate = check_channel_index(gate_idx, R, name=gate_name)
+    raw = as_index_list(cond_idx, cond_name)
     if not raw:
-        raise ValueError("cond_idx is empty: name at least one channel to condition")
-    conds = [check_channel_index(c, R, name="cond_idx") for c in raw]
+        raise ValueError(f"{cond_name} is empty: name at least one channel to condition")
+    conds = [check_channel_index(c, R, name=cond_name) for c in raw]
     if gate in conds:
-        raise ValueError(f"cond_idx {cond_idx!r} includes the gate channel gate_idx = {gate_idx} "
+        raise ValueError(f"{cond_name} {cond_idx!r} includes the gate channel {gate_name} = {gate_idx} "
                          f"(channel {gate}); a channel cannot gate itself")
     if len(set(conds)) != len(conds):
-        raise ValueError(f"cond_idx {cond_idx!r} names the same channel twice")
+        raise ValueError(f"{cond_name} {cond_idx!r} names the same channel twice")
     return gate, conds

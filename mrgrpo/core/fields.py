@@ -133,6 +133,10 @@ def _elements(v: Any) -> tuple:
     return v if isinstance(v, tuple) else (v,)
 
 
+def _bound(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"  # an int bound exactly (2**32 - 1, not 4.29497e+09)
+
+
 def _check_bounds(owner: str, name: str, v: Any, meta: dict) -> None:
     low, high = meta.get("low"), meta.get("high")
     if low is None and high is None:
@@ -144,11 +148,12 @@ def _check_bounds(owner: str, name: str, v: Any, meta: dict) -> None:
         bad_high = high is not None and (x >= high if meta.get("high_open") else x > high)
         if bad_low or bad_high:
             if low is not None and high is not None:
-                rng = f"in {'(' if meta.get('low_open') else '['}{low:g}, {high:g}{')' if meta.get('high_open') else ']'}"
+                rng = (f"in {'(' if meta.get('low_open') else '['}{_bound(low)}, "
+                       f"{_bound(high)}{')' if meta.get('high_open') else ']'}")
             elif low is not None:
-                rng = f"{'>' if meta.get('low_open') else '>='} {low:g}"
+                rng = f"{'>' if meta.get('low_open') else '>='} {_bound(low)}"
             else:
-                rng = f"{'<' if meta.get('high_open') else '<='} {high:g}"
+                rng = f"{'<' if meta.get('high_open') else '<='} {_bound(high)}"
             what = "every entry of " + name if isinstance(v, tuple) else name
             raise ValueError(f"{owner}: {what} must be {rng}, got {v!r}")
 

@@ -109,14 +109,19 @@ def collect(model: str | os.PathLike = TINY_MATH, *, task: str = "mini-math", n_
     rewarded by the task's reward function; the scores come from
     :func:`mrgrpo.lm.scores.score_projections` along ``n_directions`` random unit
     directions (seed ``direction_seed``) in the ``params`` space, on the token ids
-    the sampler drew (EOS included when a completion ended on it).
+    the sampler drew (EOS included when a completion ended on it), as scores of
+    the sampling distribution ``softmax(logits / temperature)`` (so that
+    ``E[g] = 0``); ``meta["temperature"]`` records it. ``temperature = 0``
+    (greedy) is refused: a deterministic policy has no score.
 
     ``max_new_tokens`` and ``L0`` default to the task's own
     (:func:`mrgrpo.tasks.registry.task_max_new_tokens`, the task's length target).
     """
     from mrgrpo.corpus.hf import HFBackend
-    from mrgrpo.lm.scores import score_projections
+    from mrgrpo.lm.scores import check_temperature, score_projections
     from mrgrpo.tasks.registry import task_max_new_tokens, task_setup
+
+    temperature = check_temperature(temperature)  # before any model is loaded
 
     for name, v, lo in (("n_prompts", n_prompts, 1), ("K", K, 2), ("m_max", m_max, 2),
                         ("n_directions", n_directions, 1)):
@@ -138,7 +143,8 @@ def collect(model: str | os.PathLike = TINY_MATH, *, task: str = "mini-math", n_
     ended = np.concatenate([gr.ended for gr in groups])
     t0 = time.perf_counter()
     g = score_projections(backend.model, None, prompt_ids, tokens, directions=int(n_directions), seed=direction_seed,
-                          params=params, normalize="sum", eos=False, batch_size=score_batch_size, progress=progress)
+                          params=params, normalize="sum", eos=False, batch_size=score_batch_size, progress=progress,
+                          temperature=temperature)
     t_score = time.perf_counter() - t0
     n_tok = np.array([len(row) for row in tokens]).reshape(n_prompts, K, m_max)
     meta = {"model": os.fspath(model), "adapter": adapter, "task": task, "n_prompts": n_prompts, "K": K,

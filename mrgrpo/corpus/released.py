@@ -71,7 +71,7 @@ def load_released_rollouts(which: str = "1.5b", local_path: Union[str, os.PathLi
         try:
             from huggingface_hub import hf_hub_download
         except ImportError as exc:  # pragma: no cover
-            raise ReleasedDataUnavailable("huggingface_hub is not installed (pip install 'mrgrpo[data]').\n"
+            raise ReleasedDataUnavailable("huggingface_hub is not installed (pip install -e '.[data]' in a clone of mrgrpo).\n"
                                           + _how_to_get(repo, filename)) from exc
         try:
             path = Path(hf_hub_download(repo_id=repo, repo_type="dataset", filename=filename, revision=revision))

@@ -8,7 +8,7 @@ turns prompt items (``{"prompt": ..., "gold": ...}``) into the ``datasets.Datase
 extra columns TRL hands back to the reward functions. No TRL import: these are plain
 callables and a dataset.
 
-:func:`engine_dataset` is what the TRL engine (:mod:`mrgrpo.integrations.trl_engine`) uses
+:func:`engine_dataset` is what the TRL engine (:mod:`mrgrpo.train.engines.trl_engine`) uses
 instead: each row holds the prompt exactly as mrgrpo's own trainer renders it (a chat
 list, which TRL puts through the same chat template, or the finished text) and the
 index of its prompt item (:data:`ITEM_INDEX`), so that the reward functions of
@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mrgrpo.core.extras import require
 from mrgrpo.rewards.base import score_completions
 
 __all__ = ["channel_reward_funcs", "prompt_dataset", "engine_dataset", "ChannelReward", "ITEM_INDEX"]
@@ -110,7 +111,7 @@ def prompt_dataset(items: Sequence[Any]):
     items : sequence of str, chat-message list, or dict with ``"prompt"``
         Dict items must share their keys.
     """
-    from datasets import Dataset
+    Dataset = require("datasets", "trl", "a TRL dataset").Dataset
 
     if isinstance(items, (str, bytes)) or not len(items):
         raise ValueError("items must be a non-empty sequence of prompt items")
@@ -143,7 +144,7 @@ def engine_dataset(prompts: Sequence[Any], tokenizer: Any, *, system_prompt: str
     tokenizer : the policy's tokenizer
     system_prompt, use_chat_template : as in :class:`mrgrpo.train.GRPOConfig`
     """
-    from datasets import Dataset
+    Dataset = require("datasets", "trl", "a TRL dataset").Dataset
 
     from mrgrpo.lm.prompts import as_prompts, has_chat_template, render
 

@@ -21,24 +21,43 @@ as ``gdpo`` does: one entry of ``non_tensor_batch`` per key of ``algorithm.gdpo_
       gdpo_reward_keys: [correctness, length_bonus, format]
       gdpo_reward_weights: [1.0, 1.0, 0.5]
       mrgrpo:
-        convention: paper        # paper (ddof 0, eps 1e-8) | trl (ddof 1, eps 1e-4)
+        normalization: paper     # paper (ddof 0, eps 1e-8) | trl (ddof 1, eps 1e-4); or adv_ddof, adv_eps
         batch_rescale: false     # true: z-score over the batch afterwards (TRL's NA)
         conditioning: zero_fill  # none | zero_fill | subgroup
         gate: correctness        # a key or an index
         conditioned: [length_bonus]
+        gate_threshold: null     # null: the gate passes at 1 (a 0/1 gate); a number: gate >= it
 
 Groups are the rows that share a ``uid`` (``index``); groups may differ in size; a group of
 one rollout gets advantage 0 (no baseline) and stays out of a batch rescale. A ``None`` channel reward is unscored (see
-:mod:`mrgrpo.integrations.estimator`). verl's ``epsilon`` argument is not used: the
-convention sets eps. ``norm_adv_by_std_in_grpo=False`` (Dr. GRPO) is refused: every mrgrpo
+:mod:`mrgrpo.core.advantage_spec`). :func:`spec_from_config` reads these settings into one
+:class:`~mrgrpo.core.advantage_spec.AdvantageSpec`. verl's ``epsilon`` argument is not used: the
+normalization (``adv_eps``) sets eps. ``norm_adv_by_std_in_grpo=False`` (Dr. GRPO) is refused: every mrgrpo
 estimator standardizes within groups.
 
 **verl 0.9.1 forwards ``non_tensor_batch`` only to ``gdpo``.** Its
 ``ray_trainer.compute_advantage`` passes ``non_tensor_batch``/``batch`` to the estimator only
 when ``adv_estimator == "gdpo"``, so :func:`install` also wraps that function (and the v1
-trainer's reference to it) to forward them to the ``mrgrpo_*`` estimators too. A verl run
-picks all of this up through verl's plugin hooks: the ``verl.plugins`` entry point that
-``pip install mrgrpo[verl]`` declares, or ``VERL_USE_EXTERNAL_MODULES=mrgrpo.integrations.verl_plugin``.
+trainer's reference to it) to forward them to the ``mrgrpo_*`` estimators too, and wraps its
+``compute_data_metrics`` to log what the estimators measured (:func:`batch_metrics`, as
+``mrgrpo/<key>/mean|std|max|min``, ``mrgrpo/influence/<key>``, ``mrgrpo/const_frac/<key>``,
+``mrgrpo/degenerate_frac``, ``mrgrpo/gate_pass_rate``: what ``gdpo`` logs as ``gdpo/<key>/*``, and more).
+
+**Reaching every process.** A verl run picks all of this up through verl's plugin hooks, in the
+driver and in every Ray worker, since each runs ``import verl``:
+
+- the ``verl.plugins`` entry point, present wherever mrgrpo is installed: install it on every
+  node of the Ray cluster, e.g. ``pip install -e '.[verl]'`` from a clone (or
+  ``pip install 'mrgrpo[verl] @ git+<repository URL>'``), before ``ray start``;
+- or ``VERL_USE_EXTERNAL_MODULES=mrgrpo.integrations.verl_plugin`` in the environment of every
+  process: verl 0.9.1 does not forward it to workers of a cluster started beforehand, so set it
+  where each node starts (``VERL_USE_EXTERNAL_MODULES=mrgrpo.integrations.verl_plugin ray start
+  ...``) or in the job's runtime environment (``ray job submit --runtime-env-json
+  '{"env_vars": {"VERL_USE_EXTERNAL_MODULES": "mrgrpo.integrations.verl_plugin"}}' -- python3 -m
+  verl.trainer.main_ppo ...``).
+
+verl logs a plugin that fails to import at DEBUG level only; :mod:`mrgrpo.integrations.verl_plugin`
+prints a warning naming the error at once.
 The per-channel rewards reach the advantage step only in verl's legacy trainer
 (``trainer.use_v1=false``); the v1 trainer of 0.9.1 keeps only ``uid`` in that step (gdpo
 has the same limit). Tested against verl 0.9.1 (``configs/verl/`` has a full example).
@@ -51,16 +70,27 @@ import inspect
 from typing import Any, Callable, Optional
 
 import numpy as np
-import torch
 
-from mrgrpo.integrations.estimator import AdvantageSettings, grouped_advantages, rescale_scored
+from mrgrpo.core.extras import require
 
-__all__ = ["ESTIMATORS", "TESTED_VERL", "settings_from_config", "channel_rewards", "install", "register",
+for _package in ("verl", "torch"):  # one missing: one line naming the [verl] extra
+    require(_package, "verl", __name__)
+
+import torch  # noqa: E402
+
+from mrgrpo.core.advantage_spec import AdvantageSpec, rescale_scored
+
+__all__ = ["ESTIMATORS", "TESTED_VERL", "OPTIONS", "METRICS_KEY", "batch_metrics", "spec_from_config", "channel_rewards", "install", "register",
            "patch_ray_trainer", "compute_mrgrpo_na_outcome_advantage", "compute_mrgrpo_an_outcome_advantage",
            "compute_mrgrpo_single_outcome_advantage"]
 
 #: verl versions this module is tested against (the ``[verl]`` extra pins them).
 TESTED_VERL = ">=0.9.1,<0.10"
+#: Where the advantage step leaves its metrics in ``DataProto.meta_info`` for ``compute_data_metrics``.
+METRICS_KEY = "mrgrpo_metrics"
+#: The keys of ``algorithm.mrgrpo`` (the weights, mode and channel names come from verl's own keys).
+OPTIONS = ("normalization", *(f.name for f in dataclasses.fields(AdvantageSpec)
+                              if f.name not in ("weights", "mode", "channel_names")))
 
 
 def _get(config: Any, key: str, default=None):
@@ -90,8 +120,9 @@ def _channel_index(value, keys: list[str], name: str) -> int:
     return value
 
 
-def settings_from_config(mode: str, config: Any) -> tuple[list[str], AdvantageSettings]:
-    """The reward keys and :class:`AdvantageSettings` of an estimator from verl's ``algorithm`` config.
+def spec_from_config(mode: str, config: Any) -> tuple[list[str], AdvantageSpec]:
+    """The reward keys and :class:`~mrgrpo.core.advantage_spec.AdvantageSpec` of an estimator from verl's
+    ``algorithm`` config: the one place it is read.
 
     Parameters
     ----------
@@ -100,7 +131,8 @@ def settings_from_config(mode: str, config: Any) -> tuple[list[str], AdvantageSe
 
     Returns
     -------
-    (keys, settings)
+    (keys, spec)
+        ``spec.channel_names`` are the keys.
 
     Raises
     ------
@@ -120,18 +152,23 @@ def settings_from_config(mode: str, config: Any) -> tuple[list[str], AdvantageSe
     opts = _plain(_get(config, "mrgrpo")) or {}
     if not isinstance(opts, dict):
         raise ValueError(f"algorithm.mrgrpo must be a mapping of options, got {opts!r}")
-    unknown = set(opts) - {"convention", "batch_rescale", "conditioning", "gate", "conditioned", "threshold"}
+    opts = dict(opts)  # a copy: gate and conditioned become indices
+    unknown = set(opts) - set(OPTIONS)
     if unknown:
-        raise ValueError(f"algorithm.mrgrpo has unknown option(s) {sorted(unknown)}")
-    conditioned = opts.get("conditioned", (1,))
-    conditioned = ([_channel_index(c, keys, "conditioned") for c in conditioned]
-                   if isinstance(conditioned, (list, tuple)) else _channel_index(conditioned, keys, "conditioned"))
-    settings = AdvantageSettings(
-        weights=tuple(weights) if isinstance(weights, (list, tuple)) else weights, mode=mode,
-        convention=opts.get("convention", "paper"), batch_rescale=opts.get("batch_rescale", False),
-        conditioning=opts.get("conditioning", "none"), gate=_channel_index(opts.get("gate", 0), keys, "gate"),
-        conditioned=conditioned, threshold=opts.get("threshold"), names=tuple(keys))
-    return keys, settings
+        raise ValueError(f"algorithm.mrgrpo has unknown option(s) {sorted(unknown)}; the options are "
+                         + ", ".join(OPTIONS))
+    if "gate" in opts:
+        opts["gate"] = _channel_index(opts["gate"], keys, "gate")
+    if "conditioned" in opts:
+        c = opts["conditioned"]
+        opts["conditioned"] = ([_channel_index(x, keys, "conditioned") for x in c] if isinstance(c, (list, tuple))
+                               else _channel_index(c, keys, "conditioned"))
+    try:
+        spec = AdvantageSpec.from_options(weights=tuple(weights) if isinstance(weights, (list, tuple)) else weights,
+                                          mode=mode, channel_names=tuple(keys), **opts)
+    except ValueError as exc:
+        raise ValueError(f"adv_estimator=mrgrpo_{mode}: {exc}") from None
+    return keys, spec
 
 
 def channel_rewards(non_tensor_batch: Optional[dict], keys: list[str], n: int) -> torch.Tensor:
@@ -140,7 +177,7 @@ def channel_rewards(non_tensor_batch: Optional[dict], keys: list[str], n: int) -
         raise ValueError("the mrgrpo estimators read per-channel rewards from non_tensor_batch, and got none. "
                          "verl 0.9.1's trainer forwards non_tensor_batch only to adv_estimator=gdpo: call "
                          "mrgrpo.integrations.verl.install() in the driver, or load the plugin with "
-                         "VERL_USE_EXTERNAL_MODULES=mrgrpo.integrations.verl_plugin (installed by mrgrpo[verl])")
+                         "VERL_USE_EXTERNAL_MODULES=mrgrpo.integrations.verl_plugin (declared by mrgrpo's [verl] extra)")
     cols = []
     for key in keys:
         if key not in non_tensor_batch:
@@ -160,7 +197,7 @@ def _outcome_advantage(mode: str, token_level_rewards: torch.Tensor, response_ma
     if not norm_adv_by_std_in_grpo:
         raise ValueError(f"adv_estimator=mrgrpo_{mode} standardizes within groups; "
                          "algorithm.norm_adv_by_std_in_grpo=False is not supported")
-    keys, settings = settings_from_config(mode, config)
+    keys, spec = spec_from_config(mode, config)
     n = response_mask.shape[0]
     if index is None or len(index) != n:
         raise ValueError(f"index (the uid of each row) must have {n} entries, got "
@@ -174,17 +211,76 @@ def _outcome_advantage(mode: str, token_level_rewards: torch.Tensor, response_ma
         by_size.setdefault(len(rows), []).append(rows)
     unscaled = torch.zeros(n, dtype=torch.float64)
     grouped = torch.zeros(n, dtype=torch.bool)
-    no_rescale = dataclasses.replace(settings, batch_rescale=False)
+    no_rescale = spec.replace(batch_rescale=False)  # groups of each size apart, then one batch rescale
+    parts = []
     for size, members in by_size.items():
         if size < 2:
             continue  # no baseline: advantage 0, and no part in a batch rescale
         rows = torch.tensor(members)  # (G, m)
-        unscaled[rows] = grouped_advantages(rewards[rows], no_rescale).advantages
+        result = no_rescale.advantages(rewards[rows])
+        unscaled[rows] = result.advantages
         grouped[rows.flatten()] = True
+        parts.append((rows, result))
     scored = grouped & ~torch.isnan(rewards).all(dim=1)
-    adv = rescale_scored(unscaled, scored) if settings.batch_rescale else unscaled
-    adv = adv.to(device=response_mask.device, dtype=torch.float32).unsqueeze(-1) * response_mask
-    return adv, adv
+    final = rescale_scored(unscaled, scored) if spec.batch_rescale else unscaled
+    metrics = batch_metrics(spec, rewards, final, parts)
+    adv = final.to(device=response_mask.device, dtype=torch.float32).unsqueeze(-1) * response_mask
+    return adv, adv, metrics
+
+
+def batch_metrics(spec: AdvantageSpec, rewards: torch.Tensor, adv: torch.Tensor, parts: list) -> dict[str, float]:
+    """What the ``mrgrpo_*`` estimators log each step, as ``mrgrpo/<key>`` (verl's ``gdpo`` logs ``gdpo/<key>/*``).
+
+    Per reward key ``k``: ``k/mean``, ``k/std``, ``k/max``, ``k/min`` over the batch's scored rewards
+    (``gdpo``'s four). Then :func:`~mrgrpo.core.advantage_diagnostics.advantage_metrics` (without its
+    channel means, logged above): ``influence/<k>``, ``const_frac/<k>`` (of the rewards after
+    conditioning; the raw ones under ``raw/``) and ``degenerate_frac``, pooled over the group sizes
+    by their group counts; ``adv_mean``, ``adv_std`` over the fully scored groups; the aggregate
+    ``reward/aggregate`` (and ``_std``), ``unscored_frac``, ``gate_pass_rate`` and
+    ``conditioned/reward/<k>`` over all grouped rollouts.
+
+    Parameters
+    ----------
+    spec : AdvantageSpec
+    rewards : ``(n, R)`` float64, NaN where unscored
+    adv : ``(n,)`` the final advantages
+    parts : list of ``(rows (G, m) tensor, AdvantageResult)``, one per group size
+    """
+    from mrgrpo.core.advantage_diagnostics import advantage_metrics
+    from mrgrpo.core.advantage_spec import AdvantageResult
+
+    out: dict[str, float] = {}
+    r = rewards.numpy()
+    for k, name in enumerate(spec.names):
+        col = r[:, k][~np.isnan(r[:, k])]
+        if col.size:
+            out.update({f"{name}/mean": float(col.mean()), f"{name}/std": float(col.std()),
+                        f"{name}/max": float(col.max()), f"{name}/min": float(col.min())})
+    if not parts:
+        return out
+    pooled: dict[str, list[float]] = {}
+    clean_adv = []
+    for rows, res in parts:
+        clean = ~torch.isnan(res.rewards).any(dim=(1, 2))
+        clean_adv.append(adv[rows][clean].reshape(-1))
+        got = advantage_metrics(AdvantageResult(adv[rows], res.unscaled, res.rewards, res.conditioned_rewards), spec)
+        for key, value in got.items():
+            if key.startswith(("influence/", "const_frac/", "raw/influence/", "raw/const_frac/")) or key == "degenerate_frac":
+                wgt = float(len(rows)) if key == "degenerate_frac" else float(clean.sum())
+                acc = pooled.setdefault(key, [0.0, 0.0])
+                acc[0], acc[1] = acc[0] + wgt * value, acc[1] + wgt
+    out.update({key: num / den for key, (num, den) in pooled.items() if den})
+    a = torch.cat(clean_adv)
+    if a.numel():
+        out["adv_mean"], out["adv_std"] = float(a.mean()), float(a.std(unbiased=False))
+    cat = [torch.cat([res.rewards.reshape(-1, spec.R) for _, res in parts])[None],
+           torch.cat([res.conditioned_rewards.reshape(-1, spec.R) for _, res in parts])[None]]
+    whole = torch.cat([adv[rows].reshape(-1) for rows, _ in parts])[None]
+    got = advantage_metrics(AdvantageResult(whole, whole, cat[0], cat[1]), spec)  # all grouped rows as one
+    out.update({k: v for k, v in got.items() if k in ("reward/aggregate", "reward/aggregate_std", "unscored_frac",
+                                                       "gate_pass_rate", "raw/reward/aggregate")
+                or k.startswith("conditioned/reward/")})
+    return out
 
 
 def _make(mode: str) -> Callable:
@@ -193,7 +289,7 @@ def _make(mode: str) -> Callable:
                   non_tensor_batch: Optional[dict] = None, batch: Optional[dict] = None,
                   **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         return _outcome_advantage(mode, token_level_rewards, response_mask, index, norm_adv_by_std_in_grpo,
-                                  config, non_tensor_batch)
+                                  config, non_tensor_batch)[:2]
 
     estimator.__name__ = estimator.__qualname__ = f"compute_mrgrpo_{mode}_outcome_advantage"
     estimator.__doc__ = (f"verl estimator ``mrgrpo_{mode}`` (see :mod:`mrgrpo.integrations.verl`).\n\n"
@@ -241,22 +337,37 @@ def _forwarding(compute_advantage: Callable) -> Callable:
             from verl.trainer.ppo.ray_trainer import compute_response_mask
 
             data.batch["response_mask"] = compute_response_mask(data)
-        adv, ret = ESTIMATORS[name](token_level_rewards=data.batch["token_level_rewards"],
-                                    response_mask=data.batch["response_mask"],
-                                    index=data.non_tensor_batch.get("uid"),
-                                    norm_adv_by_std_in_grpo=call.get("norm_adv_by_std_in_grpo", True),
-                                    config=call.get("config"), non_tensor_batch=data.non_tensor_batch,
-                                    batch=data.batch)
+        adv, ret, metrics = _outcome_advantage(
+            name[len("mrgrpo_"):], data.batch["token_level_rewards"], data.batch["response_mask"],
+            data.non_tensor_batch.get("uid"), call.get("norm_adv_by_std_in_grpo", True), call.get("config"),
+            data.non_tensor_batch)
         data.batch["advantages"] = adv
         data.batch["returns"] = ret
+        data.meta_info[METRICS_KEY] = metrics  # compute_data_metrics (wrapped below) logs them
         return data
 
     wrapper.mrgrpo_forwarding = True
     return wrapper
 
 
+def _with_our_metrics(compute_data_metrics: Callable) -> Callable:
+    """verl's ``compute_data_metrics`` plus the ``mrgrpo/...`` metrics the advantage step left in ``meta_info``."""
+    if getattr(compute_data_metrics, "mrgrpo_metrics", False):
+        return compute_data_metrics
+
+    @functools.wraps(compute_data_metrics)
+    def wrapper(batch, *args, **kwargs):
+        out = compute_data_metrics(batch, *args, **kwargs)
+        ours = getattr(batch, "meta_info", {}).pop(METRICS_KEY, None)
+        return {**out, **{f"mrgrpo/{k}": v for k, v in (ours or {}).items()}}
+
+    wrapper.mrgrpo_metrics = True
+    return wrapper
+
+
 def patch_ray_trainer() -> None:
-    """Make verl's ``compute_advantage`` forward ``non_tensor_batch`` to the ``mrgrpo_*`` estimators (idempotent).
+    """Make verl's ``compute_advantage`` forward ``non_tensor_batch`` to the ``mrgrpo_*`` estimators, and
+    its ``compute_data_metrics`` log their metrics (:func:`batch_metrics`) (idempotent).
 
     Wraps ``verl.trainer.ppo.ray_trainer.compute_advantage`` and the v1 trainer's imported
     reference to it; every other estimator goes through verl's function unchanged.
@@ -264,6 +375,7 @@ def patch_ray_trainer() -> None:
     from verl.trainer.ppo import ray_trainer
 
     ray_trainer.compute_advantage = _forwarding(ray_trainer.compute_advantage)
+    ray_trainer.compute_data_metrics = _with_our_metrics(ray_trainer.compute_data_metrics)
     try:
         from verl.trainer.ppo.v1 import utils as v1_utils
     except ImportError:  # pragma: no cover - absent in other verl versions

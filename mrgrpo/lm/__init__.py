@@ -9,5 +9,10 @@
 - :mod:`~mrgrpo.lm.kvcache`  KV-cache plumbing
 - :mod:`~mrgrpo.lm.scores`   score projections ``v^T grad log pi(y | x)``
 
+``model_path(model_id)`` is the folder any library loads a model id from by path.
+
 Importing this package imports nothing heavy; ``prompts`` and ``models`` never import torch.
 """
+from mrgrpo.lm.loader import model_path
+
+__all__ = ["model_path"]

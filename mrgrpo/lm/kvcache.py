@@ -32,7 +32,9 @@ def preallocate(cache: Any, extra: int) -> None:
     transformers' ``DynamicLayer`` appends by ``torch.cat``, which copies the
     whole cache at every token (half the decode time for a tiny model). Layers
     of exactly that class are switched to :class:`_BufferedLayer`, which writes
-    into a preallocated buffer; any other cache is left as it is.
+    into a preallocated buffer (in the cache's own dtype: bfloat16 under a bf16
+    policy) and keeps ``reorder_cache`` (dropping ended rows) working; any other
+    cache is left as it is.
     """
     try:
         from transformers.cache_utils import DynamicLayer
@@ -70,6 +72,15 @@ def _get_buffered_layer():
                 self.keys = self._buf_keys[..., :n + q, :]
                 self.values = self._buf_values[..., :n + q, :]
                 return self.keys, self.values
+
+            def reorder_cache(self, beam_idx):
+                """Keep (or reorder) batch rows: the buffers too, so later updates write the kept rows."""
+                n = self.keys.shape[-2]
+                idx = beam_idx.to(self._buf_keys.device)
+                self._buf_keys = self._buf_keys.index_select(0, idx)
+                self._buf_values = self._buf_values.index_select(0, idx)
+                self.keys = self._buf_keys[..., :n, :]
+                self.values = self._buf_values[..., :n, :]
 
         _BUFFERED = _BufferedLayer
     return _BUFFERED

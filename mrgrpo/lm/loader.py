@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from mrgrpo.lm.models import MODEL_IDS, SMOLLM2, TINY_MATH, TINY_MATH_DIR
 
-__all__ = ["ModelSource", "resolve_model", "load_model", "load_tokenizer", "eos_token_ids", "hub_unreachable",
+__all__ = ["ModelSource", "resolve_model", "model_path", "load_model", "load_tokenizer", "eos_token_ids", "hub_unreachable",
            "check_device", "loading_bars"]
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -88,6 +88,24 @@ def resolve_model(model: str | os.PathLike) -> ModelSource:
                                 "or a Hugging Face hub id such as 'Qwen/Qwen2.5-1.5B-Instruct'; "
                                 "`mrgrpo tiny pretrain --out DIR` builds a tiny policy in DIR")
     return ModelSource(name, False)
+
+
+def model_path(model: str | os.PathLike) -> str:
+    """Where ``model`` loads from by path: a complete Hugging Face folder for a model id or a folder.
+
+    ``model_path("tiny-math")`` is the shipped tiny policy's folder (package data);
+    ``model_path("smollm2-135m-instruct")`` the SmolLM2 cache (:mod:`mrgrpo.lm.gguf`, converted on
+    first use). Both hold ``config.json`` (with ``architectures``), ``generation_config.json``,
+    the weights and the tokenizer, so ``AutoModelForCausalLM.from_pretrained(path)``, TRL
+    (``GRPOTrainer(model=path)``) and vLLM load them as they would any model. A local folder is
+    returned as given and a hub id unchanged (those libraries resolve it themselves).
+
+    Raises
+    ------
+    FileNotFoundError
+        As :func:`resolve_model`: a missing folder, a folder without ``config.json``.
+    """
+    return resolve_model(model).path
 
 
 def _from_pretrained(cls: Any, source: ModelSource, name: str, **kwargs: Any) -> Any:

@@ -73,7 +73,11 @@ def sample_tokens(model: Any, prompt_ids: Sequence[Sequence[int]], uniforms: np.
     """Sample one completion per row, in one batch, with a KV cache.
 
     Rows that share a prompt (the rows of a group) run its prefill once and
-    copy the cache.
+    copy the cache; the prefill keeps only its last position's logits; once a
+    quarter of the batch has ended, the ended rows leave it (and the cache), so
+    the decode steps compute only rows still sampling. Under ``torch.autocast``
+    (a bf16 policy) the whole loop, its KV cache included, runs in that dtype;
+    the sampling distribution is computed in float64 from the logits.
 
     Parameters
     ----------
@@ -104,8 +108,8 @@ def sample_tokens(model: Any, prompt_ids: Sequence[Sequence[int]], uniforms: np.
     pos = position_ids(attn)
     eos = torch.as_tensor(sorted({int(e) for e in eos_ids}), dtype=torch.long, device=device)
     u = torch.as_tensor(uniforms, dtype=torch.float64, device=device)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
-    past, logits = cache_of(out), out.logits[:, -1, :]
+    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
+    past, logits = cache_of(out), out.logits[:, -1, :]  # the prefill's last position only: no (P, Lp, V) logits
     if len(heads) != n:
         inv = torch.as_tensor(inv_list, dtype=torch.long, device=device)
         past.reorder_cache(inv)
@@ -114,32 +118,41 @@ def sample_tokens(model: Any, prompt_ids: Sequence[Sequence[int]], uniforms: np.
     cache_kw = cache_kwarg(model)
     pos = pos[:, -1:]
     ended = torch.zeros(n, dtype=torch.bool, device=device)
-    steps: list[torch.Tensor] = []
+    tokens = torch.full((n, T), pad_id, dtype=torch.long, device=device)
+    live = torch.arange(n, device=device)  # the rows still in the batch, in batch order
     for t in range(T):
         if temperature == 0:
             nxt = logits.argmax(-1)
         else:
             cdf = torch.softmax(logits.double() / temperature, dim=-1).cumsum(-1)
-            nxt = torch.searchsorted(cdf, (u[:, t] * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+            nxt = torch.searchsorted(cdf, (u[live, t] * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
             nxt = nxt.clamp(max=logits.shape[-1] - 1)
-        nxt = torch.where(ended, torch.full_like(nxt, pad_id), nxt)
-        steps.append(nxt)
-        ended = ended | torch.isin(nxt, eos)
+        nxt = torch.where(ended[live], torch.full_like(nxt, pad_id), nxt)
+        tokens[live, t] = nxt
+        ended[live] |= torch.isin(nxt, eos)
         if bool(ended.all()) or t == T - 1:
             break
-        attn = torch.cat([attn, torch.ones((n, 1), dtype=attn.dtype, device=device)], dim=1)
+        done = ended[live]
+        if 4 * int(done.sum()) >= len(live):  # a quarter of the batch has ended: stop computing those rows
+            keep = (~done).nonzero().squeeze(1)
+            past.reorder_cache(keep)
+            live, attn, pos, nxt = live[keep], attn[keep], pos[keep], nxt[keep]
+        attn = torch.cat([attn, torch.ones((len(live), 1), dtype=attn.dtype, device=device)], dim=1)
         pos = pos + 1
         out = model(input_ids=nxt.unsqueeze(-1), attention_mask=attn, position_ids=pos,
-                    use_cache=True, **{cache_kw: past})
+                    use_cache=True, logits_to_keep=1, **{cache_kw: past})
         past, logits = cache_of(out), out.logits[:, -1, :]
-    return torch.stack(steps, dim=1), ended
+    return tokens[:, :t + 1], ended
 
 
-def check_context(model: Any, prompt_len: int, max_new_tokens: int) -> None:
-    """Refuse, before sampling, a prompt that leaves no room for ``max_new_tokens`` in the context window."""
+def check_context(model: Any, prompt_len: int, max_new_tokens: int, *, budget: str = "max_new_tokens") -> None:
+    """Refuse, before sampling, a prompt that leaves no room for ``max_new_tokens`` in the context window.
+
+    ``budget`` is how the message names the completion budget (a caller may add its flag).
+    """
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     if isinstance(limit, int) and prompt_len + max_new_tokens > limit:
-        raise ValueError(f"a prompt of {prompt_len} tokens plus max_new_tokens = {max_new_tokens} exceeds the "
+        raise ValueError(f"a prompt of {prompt_len} tokens plus {budget} = {max_new_tokens} exceeds the "
                          f"model's context window of {limit} tokens; shorten the prompt or the completion budget")
 
 

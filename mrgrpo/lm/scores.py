@@ -23,6 +23,12 @@ left-padded, completions right-padded; position ids count only real tokens; the
 log-probability sums over the completion tokens, including the EOS token when the
 completion ended on one. ``normalize="mean"`` divides by that token count (the
 sequence-mean objective of the trainer).
+
+Temperature: ``temperature=T`` differentiates ``log_softmax(logits / T)``, the
+distribution a sampler at temperature ``T`` draws from. Only then does the
+score-function identity ``E[g] = 0`` hold for the sampled completions; scoring
+``T = 0.8`` samples with the ``T = 1`` policy biases every ``g``. ``T = 0``
+(greedy decoding) is refused: a deterministic policy has no score.
 """
 from __future__ import annotations
 
@@ -38,7 +44,7 @@ from mrgrpo.lm.padding import left_pad, position_ids
 from mrgrpo.lm.prompts import encode, render
 
 __all__ = ["PARAM_SETS", "NORMALIZE", "select_parameters", "random_directions", "tokenize_pairs",
-           "score_projections", "score_projections_naive", "TokenizedPairs"]
+           "score_projections", "score_projections_naive", "TokenizedPairs", "check_temperature"]
 
 PARAM_SETS = ("auto", "lora", "trainable", "all")
 NORMALIZE = ("sum", "mean")
@@ -234,11 +240,13 @@ def _batch_tensors(tok: TokenizedPairs, rows: list, pad_id: int, device):
     return (h_ids.to(device), h_mask.to(device), c_ids.to(device), c_mask.to(device), inv_t.to(device))
 
 
-def _completion_logprob(model, params: dict, h_ids, h_mask, c_ids, c_mask, inv, cache_kw: str):
+def _completion_logprob(model, params: dict, h_ids, h_mask, c_ids, c_mask, inv, cache_kw: str,
+                        temperature: float = 1.0):
     """Summed completion log-probability per row, shape ``(n,)``, via the prompt cache.
 
     The distinct prompts run once (left-padded); their cache and last-position
     logits are copied to the rows; the rows then run their completion tokens.
+    The token distribution is ``softmax(logits / temperature)``.
     Differentiable (forward and reverse mode) in ``params``.
     """
     import torch
@@ -260,8 +268,27 @@ def _completion_logprob(model, params: dict, h_ids, h_mask, c_ids, c_mask, inv, 
     logits = torch.cat([first.unsqueeze(1), out2.logits[:, :-1, :]], dim=1)  # (n, C, V)
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # a half-precision log-softmax over a large vocabulary loses the tail
+    if temperature != 1.0:
+        logits = logits / temperature
     lp = torch.log_softmax(logits, dim=-1).gather(-1, c_ids.unsqueeze(-1)).squeeze(-1)
     return (lp * c_mask.to(lp.dtype)).sum(dim=1)
+
+
+def check_temperature(temperature: float) -> float:
+    """The sampling temperature of the scored completions, as a float; refuses ``T <= 0``.
+
+    ``T = 0`` is greedy decoding: the policy is deterministic, ``log pi`` is 0 or
+    ``-inf``, and a score ``grad log pi`` does not exist.
+    """
+    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (int, float, np.integer, np.floating)):
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    t = float(temperature)
+    if t == 0:
+        raise ValueError("temperature = 0 is greedy decoding: a deterministic policy has no score function "
+                         "(log pi is 0 or -inf); score completions sampled at a temperature > 0")
+    if not (np.isfinite(t) and t > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return t
 
 
 def _check_common(normalize: str, batch_size: int) -> None:
@@ -294,8 +321,8 @@ def _math_sdpa():
 def score_projections(model, tokenizer, prompts: Sequence[Any], completions: Sequence[Any], directions: Any = 4,
                       seed: SeedLike = 0, params: str = "auto", normalize: str = "sum",
                       eos: bool | Sequence[bool] = True, batch_size: int = 64, progress: bool = False,
-                      return_directions: bool = False):
-    """Score projections ``v_d^T grad log pi(y_i | x_i)`` by forward-mode AD.
+                      return_directions: bool = False, temperature: float = 1.0):
+    """Score projections ``v_d^T grad log pi_T(y_i | x_i)`` by forward-mode AD.
 
     Parameters
     ----------
@@ -318,6 +345,10 @@ def score_projections(model, tokenizer, prompts: Sequence[Any], completions: Seq
         length, so a batch carries little padding; a prompt is run once per batch.
     return_directions : bool
         Also return the list of directions used.
+    temperature : float, > 0
+        The temperature the completions were sampled at: the score is that of
+        ``pi_T = softmax(logits / T)``, the distribution they were drawn from (for
+        which ``E[g] = 0``). ``0`` (greedy) is refused: see :func:`check_temperature`.
 
     Returns
     -------
@@ -328,6 +359,7 @@ def score_projections(model, tokenizer, prompts: Sequence[Any], completions: Seq
     from torch.func import jvp
 
     _check_common(normalize, batch_size)
+    temperature = check_temperature(temperature)
     sel = select_parameters(model, params)
     dirs = _as_directions(directions, sel, seed)
     tok = tokenize_pairs(tokenizer, prompts, completions, eos)
@@ -347,7 +379,7 @@ def score_projections(model, tokenizer, prompts: Sequence[Any], completions: Seq
                 ts = _batch_tensors(tok, rows, pad_id, device)
 
                 def f(p, ts=ts):
-                    return _completion_logprob(model, p, *ts, cache_kw)
+                    return _completion_logprob(model, p, *ts, cache_kw, temperature)
 
                 for d, v in enumerate(dirs):
                     _, tangent = jvp(f, (primals,), (v,))
@@ -363,7 +395,8 @@ def score_projections(model, tokenizer, prompts: Sequence[Any], completions: Seq
 
 def score_projections_naive(model, tokenizer, prompts: Sequence[Any], completions: Sequence[Any], directions: Any = 4,
                             seed: SeedLike = 0, params: str = "auto", normalize: str = "sum",
-                            eos: bool | Sequence[bool] = True, return_gradients: bool = False):
+                            eos: bool | Sequence[bool] = True, return_gradients: bool = False,
+                            temperature: float = 1.0):
     """Reference: one forward and backward pass per completion, then dot with each direction.
 
     Same arguments and result as :func:`score_projections`. Each row runs alone,
@@ -375,6 +408,7 @@ def score_projections_naive(model, tokenizer, prompts: Sequence[Any], completion
     import torch
 
     _check_common(normalize, 1)
+    temperature = check_temperature(temperature)
     sel = select_parameters(model, params)
     names = list(sel)
     dirs = _as_directions(directions, sel, seed)
@@ -394,7 +428,7 @@ def score_projections_naive(model, tokenizer, prompts: Sequence[Any], completion
                 g = [torch.zeros_like(t) for t in tensors]
             else:
                 ids = torch.as_tensor([p + c], dtype=torch.long, device=device)
-                logits = model(input_ids=ids, use_cache=False).logits[0, len(p) - 1:-1]
+                logits = model(input_ids=ids, use_cache=False).logits[0, len(p) - 1:-1] / temperature
                 lp = torch.log_softmax(logits, dim=-1).gather(-1, ids[0, len(p):, None]).sum()
                 g = torch.autograd.grad(lp, tensors, allow_unused=True)
                 g = [torch.zeros_like(t) if gi is None else gi for gi, t in zip(g, tensors)]

@@ -15,21 +15,27 @@ parameters produced the run and how to repeat it.
 """
 from __future__ import annotations
 
-import ast
 import datetime
+import keyword
+import math
 import re
-import shlex
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 from mrgrpo.core.files import atomic_path
+from mrgrpo.ops.book_params import (check_value, cli_value, parameter_defaults, parameter_names, parse_value,
+                                     repeat_command)
 
 __all__ = [
     "resolve_chapter",
     "parameter_names",
+    "parameter_defaults",
     "parse_value",
+    "check_value",
+    "cli_value",
     "default_run_name",
+    "repeat_command",
     "relabel_markdown",
     "run_chapter",
 ]
@@ -58,61 +64,6 @@ def resolve_chapter(chapter: str | Path, root: str | Path = ".") -> Path:
     raise FileNotFoundError(
         f"no chapter {str(chapter)!r} under {root / 'chapters'}; available: {', '.join(available) or 'none'}"
     )
-
-
-def _parameters_source(nb) -> str:
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        raise ValueError(f"a chapter needs exactly one cell tagged 'parameters', found {len(cells)}")
-    return cells[0].source
-
-
-def parameter_names(nb) -> list[str]:
-    """Names assigned at top level of the notebook's ``parameters`` cell, in order."""
-    tree = ast.parse(_parameters_source(nb))
-    names: list[str] = []
-    for node in tree.body:
-        targets = []
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, ast.AnnAssign):
-            targets = [node.target]
-        for t in targets:
-            if isinstance(t, ast.Name) and t.id not in names:
-                names.append(t.id)
-    return names
-
-
-_WORDS = {"true": True, "false": False, "none": None, "null": None}
-
-
-def parse_value(text: str) -> Any:
-    """Turn a command-line value into a Python value.
-
-    Python literals are read as such (``8``, ``0.7``, ``[4, 8, 16]``, ``'cpu'``,
-    ``True``); ``true``/``false``/``null`` in any case are accepted too; anything
-    else stays a string (so ``-p model Qwen/Qwen2.5-1.5B-Instruct`` needs no quotes).
-    """
-    if not isinstance(text, str):
-        return text
-    low = text.strip().lower()
-    if low in _WORDS:
-        return _WORDS[low]
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return text
-    return _plain(value)
-
-
-def _plain(value: Any) -> Any:
-    # papermill writes lists but not tuples as literals (a tuple would arrive as
-    # its string), so tuples travel as lists; chapters accept either.
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def _slug(value: Any) -> str:
@@ -157,10 +108,8 @@ def relabel_markdown(text: str, prefix: str) -> str:
     return _ROLE_RE.sub(role, text)
 
 
-def _header_cell(nbformat, title: str, stem: str, parameters: Mapping[str, Any], run_name: str):
+def _header_cell(nbformat, title: str, stem: str, parameters: Mapping[str, Any], command: str):
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    args = " ".join(f"-p {k} {shlex.quote(repr(v) if not isinstance(v, str) else v)}"
-                    for k, v in parameters.items())
     rows = "\n".join(f"| `{k}` | `{v!r}` |" for k, v in parameters.items()) or "| (defaults) | |"
     src = (
         f"# Stored run: {title}\n\n"
@@ -168,9 +117,29 @@ def _header_cell(nbformat, title: str, stem: str, parameters: Mapping[str, Any],
         f"`mrgrpo book run` on {when} and rendered as is (the book build does not execute it "
         f"again). Parameters that differ from the chapter's defaults:\n\n"
         f"| parameter | value |\n|---|---|\n{rows}\n\n"
-        f"Repeat it with\n\n```bash\nmrgrpo book run {stem} {args} --out chapters/runs/{run_name}.ipynb\n```\n"
+        f"Repeat it with\n\n```bash\n{command}\n```\n"
     )
     return nbformat.v4.new_markdown_cell(src)
+
+
+def _check_timeout(timeout: float | None) -> int | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return math.ceil(timeout)
+
+
+def _check_kernel(kernel_name: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    try:
+        manager.get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        names = ", ".join(sorted(manager.find_kernel_specs())) or "none"
+        raise ValueError(f"no Jupyter kernel named {kernel_name!r}; installed kernels: {names}") from None
 
 
 def _drop_title(text: str) -> str:
@@ -205,23 +174,41 @@ def run_chapter(
         ``<root>/chapters/runs/<chapter>__<param>-<value>....ipynb``.
     root
         The book's root folder (holding ``chapters/``).
+    kernel_name
+        An installed Jupyter kernel (checked before anything runs).
     timeout
-        Per-cell timeout in seconds (``None``: no limit).
+        Per-cell timeout in seconds, positive and finite (``None``: no limit); a
+        fraction of a second is rounded up (papermill counts whole seconds).
     overwrite
         Replace a stored run at ``out`` (refused otherwise, before anything runs).
 
     Returns
     -------
     Path of the stored notebook.
+
+    Raises
+    ------
+    ValueError
+        Before anything runs: a value that is not JSON-representable (see
+        :func:`check_value`), a name that is not an identifier, an unknown parameter,
+        a timeout that is not a positive finite number, a kernel that is not installed,
+        an output path that is taken or misplaced.
     """
     import jupytext
     import nbformat
     import papermill as pm
 
+    given_out = out
     root = Path(root).resolve()
     src = resolve_chapter(chapter, root)
     stem = src.stem
-    parameters = {k: _plain(v) for k, v in dict(parameters or {}).items()}
+    parameters = dict(parameters or {})
+    for k in parameters:
+        if not isinstance(k, str) or not k.isidentifier() or keyword.iskeyword(k):
+            raise ValueError(f"parameter name {k!r} is not a Python identifier")
+    parameters = {k: check_value(v, k) for k, v in parameters.items()}
+    timeout = _check_timeout(timeout)
+    _check_kernel(kernel_name)
     nb = jupytext.read(src)
     known = parameter_names(nb)
     unknown = [k for k in parameters if k not in known]
@@ -254,6 +241,9 @@ def run_chapter(
         tmp_in = Path(tmp) / f"{stem}.ipynb"
         tmp_out = Path(tmp) / f"{run_name}.ipynb"
         nbformat.write(nb, tmp_in)
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+        from papermill.exceptions import PapermillExecutionError
+
         try:
             pm.execute_notebook(
                 str(tmp_in),
@@ -264,9 +254,10 @@ def run_chapter(
                 progress_bar=progress_bar,
                 execution_timeout=timeout,
             )
-        except Exception:
-            # A failed run must not land in chapters/runs/ (the book would render
-            # it); keep it for inspection under _build/ instead.
+        except (PapermillExecutionError, CellTimeoutError, DeadKernelError):
+            # A chapter that failed while running must not land in chapters/runs/ (the
+            # book would render it); keep it for inspection under _build/ instead. Any
+            # other error is ours or the set-up's, and leaves nothing behind.
             if tmp_out.exists():
                 failed = root / "_build" / "failed-runs" / tmp_out.name
                 failed.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +278,8 @@ def run_chapter(
             cell.source = relabel_markdown(cell.source, prefix)
     if title_cell is not None:
         title_cell.source = _drop_title(title_cell.source)
-    executed.cells.insert(0, _header_cell(nbformat, title, stem, parameters, run_name))
+    command = repeat_command(stem, parameters, given_out, kernel_name)
+    executed.cells.insert(0, _header_cell(nbformat, title, stem, parameters, command))
     executed.metadata.setdefault("mrgrpo", {})["run"] = {
         "chapter": f"chapters/{stem}.md",
         "parameters": {k: repr(v) for k, v in parameters.items()},

@@ -118,7 +118,7 @@ def _read_hub(split: str) -> list[dict[str, Any]]:
         from datasets import load_dataset
     except ImportError as exc:
         raise DatasetUnavailableError(
-            "loading GSM8K from the hub needs the `datasets` package (pip install 'mrgrpo[data]').\n"
+            "loading GSM8K from the hub needs the `datasets` package (pip install -e '.[data]' in a clone of mrgrpo).\n"
             + _HOW_TO_GET.format(split=split)) from exc
     try:
         ds = load_dataset(HUB_ID, HUB_CONFIG, split=split)

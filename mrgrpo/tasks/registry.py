@@ -6,6 +6,8 @@ through :func:`task_setup`, so the three agree on prompts, splits and reward sca
 
 - ``mini-math``: correctness, length (L0 = 32), format; ``make_mini_math``'s train
   and test splits;
+- ``mini-math-strict``: strict, format (:class:`~mrgrpo.rewards.heterogeneity.StrictAnswerReward`,
+  the channel-heterogeneity experiment); the same prompts as ``mini-math``;
 - ``fintech``: compliance, politeness, action; one list of distinct
   ``make_fintech_prompts`` scenarios, cut in two;
 - ``gsm8k``: correctness, length (L0 = 200), format; GSM8K's train and test splits,
@@ -24,11 +26,12 @@ from mrgrpo.tasks.mini_math import MINI_MATH_L0, MINI_MATH_MAX_NEW_TOKENS
 __all__ = ["TASKS", "TaskSetup", "TaskSettings", "task_reward", "task_setup", "task_max_new_tokens"]
 
 #: The task names :func:`task_setup` accepts.
-TASKS = ("mini-math", "fintech", "gsm8k")
+TASKS = ("mini-math", "mini-math-strict", "fintech", "gsm8k")
 #: The paper's length target for GSM8K completions (tokens).
 GSM8K_L0 = 200.0
 #: Completion budgets: the tiny policy's on mini-math; the paper's on fintech and GSM8K.
-MAX_NEW_TOKENS = {"mini-math": MINI_MATH_MAX_NEW_TOKENS, "fintech": 96, "gsm8k": 512}
+MAX_NEW_TOKENS = {"mini-math": MINI_MATH_MAX_NEW_TOKENS, "mini-math-strict": MINI_MATH_MAX_NEW_TOKENS, "fintech": 96,
+                  "gsm8k": 512}
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,9 @@ class TaskSettings:
     so a resumed run cannot switch task or prompts unnoticed.
     """
 
-    task: str = knob("mini-math", "reward and prompts: mini-math (the tiny policy's arithmetic), fintech, "
-                     "gsm8k", choices=TASKS, section="task")
+    task: str = knob("mini-math", "reward and prompts: mini-math (the tiny policy's arithmetic), mini-math-strict "
+                     "(its prompts; a strict answer-sentence verifier and a format channel), fintech, gsm8k",
+                     choices=TASKS, section="task")
     n_train: int = knob(400, "training prompts", low=1)
     n_eval: int = knob(64, "held-out evaluation prompts (0: none)", low=0)
     data_seed: Optional[int] = knob(None, "seed of the train / held-out prompt split (none: the run's seed; fix it "
@@ -73,6 +77,11 @@ class TaskSettings:
                                "200 on gsm8k)", low=0, low_open=True)
     gsm8k_path: Optional[str] = knob(None, "a local GSM8K .jsonl or .parquet (offline use)", path=True,
                                      nonempty=True, metavar="FILE")
+    reward_funcs: tuple[str, ...] = knob((), "your reward functions instead of the task's, one per channel: "
+                                         "module:function or file.py:function, each TRL-style f(prompts, "
+                                         "completions, **columns) -> list of floats (the task's prompt items' "
+                                         "other keys are the columns); give --weights to match",
+                                         metavar="MODULE:FUNC,...")
 
     def __post_init__(self) -> None:
         check_fields(self, "TaskSettings")
@@ -84,8 +93,13 @@ class TaskSettings:
     def setup(self, tokenizer: Any = None, seed: int = 0, use_chat_template: bool | str = True) -> "TaskSetup":
         """:func:`task_setup` with these settings; the split is drawn with ``data_seed``, else the run's ``seed``."""
         split_seed = seed if self.data_seed is None else self.data_seed
-        return task_setup(self.task, tokenizer, self.n_train, self.n_eval, split_seed, L0=self.L0,
-                          gsm8k_path=self.gsm8k_path, use_chat_template=use_chat_template)
+        setup = task_setup(self.task, tokenizer, self.n_train, self.n_eval, split_seed, L0=self.L0,
+                           gsm8k_path=self.gsm8k_path, use_chat_template=use_chat_template)
+        if self.reward_funcs:
+            from mrgrpo.rewards.external import RewardFunctions
+
+            setup = dataclasses.replace(setup, reward_fn=RewardFunctions.from_specs(self.reward_funcs))
+        return setup
 
 
 def _check_task(task: str) -> str:
@@ -113,7 +127,7 @@ def task_reward(task: str, tokenizer: Any = None, L0: Optional[float] = None) ->
 
     Parameters
     ----------
-    task : {"mini-math", "fintech", "gsm8k"}
+    task : {"mini-math", "mini-math-strict", "fintech", "gsm8k"}
     tokenizer : tokenizer object, model path or hub id, optional
         The math tasks count the length channel in this tokenizer's tokens (None:
         the reward's own fallback count). The fintech reward ignores it.
@@ -126,6 +140,10 @@ def task_reward(task: str, tokenizer: Any = None, L0: Optional[float] = None) ->
         from mrgrpo.rewards.fintech import FintechRewardFunction
 
         return FintechRewardFunction()
+    if task == "mini-math-strict":
+        from mrgrpo.rewards.heterogeneity import StrictAnswerReward
+
+        return StrictAnswerReward()
     from mrgrpo.rewards.math import MathRewardFunction
 
     default = MINI_MATH_L0 if task == "mini-math" else GSM8K_L0
@@ -165,7 +183,7 @@ def task_setup(task: str, tokenizer: Any = None, n_train: int = 400, n_eval: int
 
     Parameters
     ----------
-    task : {"mini-math", "fintech", "gsm8k"}
+    task : {"mini-math", "mini-math-strict", "fintech", "gsm8k"}
     tokenizer : tokenizer object, model path or hub id, optional
         The policy's tokenizer: it sets the math length unit and, for mini-math,
         whether prompts need the ``"Q: ...\\nA:"`` frame written into them (only

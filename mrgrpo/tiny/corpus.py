@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from mrgrpo.analysis import analyze
+from mrgrpo.analysis.verdicts import fmt_interval
 from mrgrpo.core.files import atomic_write_text
 from mrgrpo.corpus import pack_for_analysis
 from mrgrpo.corpus.build import build_corpus
@@ -81,8 +82,8 @@ def _write_corpus_readme(out: Path, params: dict) -> None:
     for m, s in params["summary"]["by_m"].items():
         vf, cm = s["varies_fraction"], s["channel_means"]
         rows.append(f"| {m} | {cm['correctness']:.3f} | {vf['correctness']:.3f} | {vf['length']:.3f} | "
-                    f"{vf['format']:.3f} | {s['frac_degenerate']:.3f} | {s['ratio_na']:.3f} "
-                    f"[{s['ratio_na_ci'][0]:.3f}, {s['ratio_na_ci'][1]:.3f}] |")
+                    f"{vf['format']:.3f} | {s['frac_degenerate']:.3f} | "
+                    f"{fmt_interval(s['ratio_na'], *s['ratio_na_ci'])} |")
     table = "\n".join(rows)
     text = f"""# mini-corpus: Tier-2 rollouts of the tiny policy
 

@@ -194,7 +194,7 @@ def answer_batch(seqs: list[list[int]], starts: list[int], pad_id: int):
     """``(B, L)`` input ids and labels, right-padded; labels are -100 outside the answer.
 
     No attention mask is needed: with right padding and causal attention no real
-    token can attend to a pad, and pads carry no loss (``tests/test_tiny.py``
+    token can attend to a pad, and pads carry no loss (``tests/tiny/test_tiny.py``
     checks that the per-token losses agree with and without one).
     """
     import torch

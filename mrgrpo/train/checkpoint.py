@@ -2,6 +2,7 @@
 
 A run folder (``GRPOConfig.out_dir``); :class:`RunLayout` names every path::
 
+    .mrgrpo-folder.json the marker: an mrgrpo run, and the paths below (mrgrpo.train.run_guard)
     config.json         the GRPOConfig as a dict (optional; else the checkpoint's state.json)
     metrics.json/.csv   one record per step
     eval.json/.csv      one record per evaluation
@@ -45,13 +46,15 @@ import numpy as np
 import torch
 
 from mrgrpo.core.files import atomic_write_text, fsync_dir
+from mrgrpo.core.run_folder import FolderKind, mark_started
 
 from .rng_state import capture_rng_state, restore_rng_state
 
 __all__ = ["RunLayout", "CHECKPOINT_FILES", "LATEST", "CHECKPOINTS", "save_checkpoint",
            "latest_checkpoint", "complete_checkpoints", "load_checkpoint", "capture_rng_state",
            "restore_rng_state", "load_tensor_file", "read_run_config", "read_run_table",
-           "clean_orphans", "checkpoint_root", "write_run_config", "read_run_info"]
+           "clean_orphans", "checkpoint_root", "write_run_config", "read_run_info", "RUN_FOLDER",
+           "checkpoint_folders"]
 
 LATEST = "latest"
 #: The folder of a run's checkpoints, under its ``out_dir``.
@@ -61,6 +64,7 @@ CHECKPOINTS = "checkpoints"
 TABLES = ("metrics", "eval", "eval_samples")
 CHECKPOINT_FILES = ("trainable.pt", "optimizer.pt", "scheduler.pt", "rng.json", "state.json")
 _NAME = re.compile(r"^checkpoint-(\d{6,})$")
+_ANY_ENGINE = re.compile(r"^checkpoint-\d+$")  # ours (6+ digits) and TRL's (its optimizer step)
 _ORPHAN = re.compile(r"^\.(?:tmp|old)-checkpoint-\d+-(\d+)$|^\.latest\.tmp-(\d+)(?:-\w+)?$")
 
 
@@ -101,10 +105,27 @@ class RunLayout:
         """The folder name of the checkpoint after ``step`` completed steps."""
         return f"checkpoint-{int(step):06d}"
 
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every top-level path a run writes: config, run settings, the tables, adapter, checkpoints."""
+        lay = cls(Path("."))
+        return (lay.config.name, lay.run_info.name, *(f.name for s in TABLES for f in lay.table(s)),
+                lay.adapter.name, lay.checkpoints.name)
+
+
+#: A run folder for :mod:`mrgrpo.core.run_folder`: the paths a run makes (:mod:`mrgrpo.train.run_guard`).
+RUN_FOLDER = FolderKind("training run", RunLayout.names())
+
 
 def checkpoint_root(out_dir: str | os.PathLike) -> Path:
     """Where a run writes its checkpoints: ``<out_dir>/checkpoints``."""
     return RunLayout(Path(out_dir)).checkpoints
+
+
+def checkpoint_folders(out_dir: str | os.PathLike) -> list[Path]:
+    """The ``checkpoint-<step>`` folders of a run, of either engine, complete or not (unsorted)."""
+    root = checkpoint_root(out_dir)
+    return [p for p in root.iterdir() if _ANY_ENGINE.match(p.name) and p.is_dir()] if root.is_dir() else []
 
 
 # ----------------------------------------------------------------------------- files
@@ -223,6 +244,7 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: d
         os.replace(tmp, final)
     fsync_dir(root)
     atomic_write_text(root / LATEST, name)
+    mark_started(root.parent, RUN_FOLDER)  # the run's first checkpoint: a run it replaces is deleted now
     older = [p for p in complete_checkpoints(root) if p.name < name]
     for p in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
@@ -349,12 +371,16 @@ def _newest_state(layout: RunLayout) -> Optional[dict]:
 
 def read_run_config(run_dir: str | os.PathLike) -> tuple[dict, Optional[Path]]:
     """The run's config: ``config.json`` (and its path), else the ``config`` of the newest
-    complete checkpoint's ``state.json`` (path None), else ``{}``. Reads only."""
+    complete checkpoint's ``state.json`` (path None), else ``{}``. Reads only; field names of
+    older versions come back renamed (:func:`mrgrpo.train.config.upgrade_config`)."""
+    from .config import upgrade_config
+
     layout = RunLayout(Path(run_dir))
     if layout.config.is_file():
-        return json.loads(layout.config.read_text()), layout.config
-    cfg = (_newest_state(layout) or {}).get("config")
-    return (dict(cfg) if isinstance(cfg, dict) else {}), None
+        cfg, path = json.loads(layout.config.read_text()), layout.config
+    else:
+        cfg, path = (_newest_state(layout) or {}).get("config"), None
+    return (upgrade_config(cfg) if isinstance(cfg, dict) else {}), path
 
 
 def read_run_info(run_dir: str | os.PathLike) -> dict:

@@ -8,9 +8,9 @@ x m = 8 rollouts, lr 5e-6, KL 0.05, on the TRL engine in bf16).
 
 ``engine`` says who runs the loop: ``"ours"`` (:class:`~mrgrpo.train.GRPOTrainer`, one
 process, the reference implementation and the CPU default) or ``"trl"`` (TRL's
-``GRPOTrainer`` with mrgrpo's advantages, :mod:`mrgrpo.integrations.trl_engine`, which
+``GRPOTrainer`` with mrgrpo's advantages, :mod:`mrgrpo.train.engines.trl_engine`, which
 scales with ``accelerate launch``). ``mrgrpo train`` and
-:func:`mrgrpo.integrations.engines.make_trainer` dispatch on it; ``GRPOTrainer`` itself is
+:func:`mrgrpo.train.engines.make_trainer` dispatch on it; ``GRPOTrainer`` itself is
 always the ``ours`` engine.
 
 A config is checked when it is built (``__post_init__``): a wrong type, a value out
@@ -34,18 +34,31 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, Optional, Union
 
+from mrgrpo.core.advantage_spec import AdvantageSpec
 from mrgrpo.core.conventions import CONDITIONING, EPS, MODES
 from mrgrpo.core.fields import check_fields, knob, to_json_value
 from mrgrpo.lm.models import DEFAULT_MODEL
 
 __all__ = ["GRPOConfig", "PRESETS", "RESUME_MAY_CHANGE", "resume_conflicts", "MODES", "CONDITIONING",
-           "LOSS_AGGREGATIONS", "LR_SCHEDULES", "DTYPES", "ENGINES"]
+           "LOSS_AGGREGATIONS", "LR_SCHEDULES", "DTYPES", "ENGINES", "ADVANTAGE_FIELDS", "RENAMED_FIELDS",
+           "upgrade_config"]
 
 #: Who runs the training loop: ``ours`` (:class:`~mrgrpo.train.GRPOTrainer`) or ``trl``
-#: (TRL's ``GRPOTrainer`` with mrgrpo's advantages, :mod:`mrgrpo.integrations.trl_engine`).
+#: (TRL's ``GRPOTrainer`` with mrgrpo's advantages, :mod:`mrgrpo.train.engines.trl_engine`).
 ENGINES = ("ours", "trl")
 LOSS_AGGREGATIONS = ("token", "sequence")
+#: The fields that make ``GRPOConfig.advantage_spec`` (:class:`~mrgrpo.core.advantage_spec.AdvantageSpec`).
+ADVANTAGE_FIELDS = tuple(f.name for f in dataclasses.fields(AdvantageSpec) if f.name != "channel_names")
+#: Field names of older versions -> today's; a stored run config is read through :func:`upgrade_config`.
+RENAMED_FIELDS: Mapping[str, str] = MappingProxyType({"gate_idx": "gate", "cond_idx": "conditioned",
+                                                      "cond_threshold": "gate_threshold"})
 LR_SCHEDULES = ("constant", "linear")
+# Upper bounds of the int knobs, where a larger value can only be a mistake: P <= 2**16 prompts x m <= 2**16
+# completions x max_new_tokens <= 2**30 tokens stays below 2**62 (int64 sizes never overflow; the model's
+# context window is checked before anything is allocated), steps stop at a billion, and a seed is at most
+# 2**32 - 1 (numpy's legacy seed, which TRL's engine sets, takes no more).
+MAX_STEPS = 10**9
+MAX_SEED = 2**32 - 1
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -69,6 +82,12 @@ class GRPOConfig:
 
     TRL's ``normalize_then_sum`` exactly: ``mode="na", adv_ddof=1,
     adv_eps=1e-4, batch_rescale=True``.
+
+    The advantage
+    -------------
+    The fields :data:`ADVANTAGE_FIELDS` make ``config.advantage_spec``, an
+    :class:`~mrgrpo.core.advantage_spec.AdvantageSpec` built (and so checked) once, on
+    construction; every engine computes its advantages with it.
     """
 
     # --- what to train -----------------------------------------------------
@@ -76,16 +95,18 @@ class GRPOConfig:
                       "folder or a hub id", nonempty=True, path=True, section="what to train",
                       metavar="MODEL")
     use_lora: bool = knob(True, "train LoRA adapters; off: full fine-tuning of every weight")
-    lora_r: int = knob(16, "LoRA rank", low=1)
-    lora_alpha: int = knob(32, "LoRA alpha (the update is scaled by alpha / r)", low=0, low_open=True)
+    lora_r: int = knob(16, "LoRA rank", low=1, high=1 << 16)
+    lora_alpha: int = knob(32, "LoRA alpha (the update is scaled by alpha / r)", low=0, low_open=True,
+                           high=1 << 20)
     lora_dropout: float = knob(0.0, "dropout on the LoRA input", low=0, high=1, high_open=True)
     lora_target_modules: tuple[str, ...] = knob(
         ("q_proj", "k_proj", "v_proj", "o_proj"), "module names (or name suffixes) that get LoRA adapters",
         metavar="NAME,...")
     device: str = knob("auto", "auto (cuda when available, else cpu), cpu, cuda, cuda:1, ...", nonempty=True,
                        metavar="DEVICE")
-    dtype: str = knob("auto", "GPU precision: auto = bfloat16 autocast (LoRA: bf16 base weights); "
-                      "the CPU always computes in float32", choices=DTYPES)
+    dtype: str = knob("auto", "compute precision: auto = bfloat16 autocast on a GPU, and on a CPU with bf16 "
+                      "instructions for a real LM (float32 for the tiny policy); LoRA: base weights in that "
+                      "dtype; an explicit dtype always wins", choices=DTYPES)
     engine: str = knob("ours", "who runs the loop: ours (mrgrpo's GRPOTrainer, one process) or trl (TRL's "
                        "GRPOTrainer with mrgrpo's advantages; accelerate launch for several GPUs)", choices=ENGINES)
 
@@ -98,22 +119,24 @@ class GRPOConfig:
     adv_ddof: int = knob(0, "within-group std: ddof 0 (the paper) or 1 (TRL)", choices=(0, 1))
     batch_rescale: bool = knob(False, "rescale the summed advantages by their batch-wide std (TRL's "
                                "normalize_then_sum: with mode na, adv_ddof 1, adv_eps 1e-4)")
-    conditioning: str = knob("none", "gate the cond_idx channel(s) on channel gate_idx: zero_fill or subgroup",
+    conditioning: str = knob("none", "gate the conditioned channel(s) on the gate channel: zero_fill or subgroup",
                              choices=CONDITIONING)
-    gate_idx: int = knob(0, "the gate channel of conditioning")
-    cond_idx: Union[int, tuple[int, ...]] = knob(1, "the conditioned channel(s), e.g. 1 or 1,2",
-                                                 nonempty=True, metavar="C[,C...]")
-    cond_threshold: Optional[float] = knob(None, "the gate passes when its reward is >= this "
-                                           "(none: when it equals 1, the paper's binary gate)")
+    gate: int = knob(0, "the gate channel of conditioning")
+    conditioned: Union[int, tuple[int, ...]] = knob((1,), "the conditioned channel(s), e.g. 1 or 1,2",
+                                                    nonempty=True, metavar="C[,C...]")
+    gate_threshold: Optional[float] = knob(None, "the gate passes when its reward is >= this "
+                                           "(none: when it equals 1, the paper's binary gate; the gate must "
+                                           "then be 0 or 1)")
 
     # --- the GRPO update ---------------------------------------------------
-    n_steps: int = knob(200, "training steps (one sampled batch each)", low=1, section="the GRPO update")
-    batch_prompts: int = knob(4, "prompts per step (P)", low=1)
-    m: int = knob(8, "completions per prompt (the group size)", low=2)
-    max_new_tokens: int = knob(64, "completion length limit in tokens", low=1)
+    n_steps: int = knob(200, "training steps (one sampled batch each)", low=1, high=MAX_STEPS,
+                        section="the GRPO update")
+    batch_prompts: int = knob(4, "prompts per step (P)", low=1, high=1 << 16)
+    m: int = knob(8, "completions per prompt (the group size)", low=2, high=1 << 16)
+    max_new_tokens: int = knob(64, "completion length limit in tokens", low=1, high=1 << 30)
     temperature: float = knob(1.0, "sampling temperature of the rollouts", low=0, low_open=True)
     clip_eps: float = knob(0.2, "clip range of the probability ratio", low=0, low_open=True)
-    num_iterations: int = knob(1, "optimizer steps per sampled batch (old log-probs kept)", low=1)
+    num_iterations: int = knob(1, "optimizer steps per sampled batch (old log-probs kept)", low=1, high=1 << 16)
     kl_coef: float = knob(0.05, "beta: weight of the k3 KL to the reference policy (0 skips the reference)",
                           low=0)
     loss_aggregation: str = knob("token", "token: mean over every completion token of the batch (TRL's "
@@ -127,7 +150,7 @@ class GRPOConfig:
                                            metavar="B1,B2")
     lr_schedule: str = knob("constant", "constant, or linear decay to 0 at n_steps (after warmup)",
                             choices=LR_SCHEDULES)
-    warmup_steps: int = knob(0, "linear warmup steps", low=0)
+    warmup_steps: int = knob(0, "linear warmup steps", low=0, high=MAX_STEPS)
     max_grad_norm: Optional[float] = knob(1.0, "gradient-norm clip (none: no clipping)", low=0, low_open=True)
     grad_accum: int = knob(1, "micro-batches per optimizer step (must divide batch_prompts * m)", low=1)
 
@@ -138,35 +161,34 @@ class GRPOConfig:
                                                "(auto: when it has one)", choices=(True, False, "auto"))
 
     # --- bookkeeping -------------------------------------------------------
-    seed: int = knob(0, "seed of prompt choice, sampling, dropout and LoRA initialisation", low=0,
+    seed: int = knob(0, "seed of prompt choice, sampling, dropout and LoRA initialisation", low=0, high=MAX_SEED,
                      section="bookkeeping")
     out_dir: Optional[str] = knob(None, "run folder: metrics, eval, adapter, checkpoints (none: keep "
                                   "everything in memory)", path=True, nonempty=True, aliases=("--out",),
                                   metavar="DIR")
     checkpoint_every: int = knob(0, "checkpoint every this many steps (0: only at the end; needs out_dir)",
-                                 low=0)
+                                 low=0, high=MAX_STEPS)
     resume: bool = knob(False, "continue the run in out_dir from its newest checkpoint (every setting must "
                         "match the checkpoint's, except n_steps, out_dir and what only logs or saves)")
-    overwrite: bool = knob(False, "replace a previous run in out_dir: delete its metrics, eval, adapter "
-                           "and checkpoints first (without it, such a folder is refused)")
-    eval_every: int = knob(0, "evaluate every this many steps (0: only at the end)", low=0)
+    overwrite: bool = knob(False, "replace a previous run in out_dir (its own files only), once the new run "
+                           "writes its first checkpoint (without it, such a folder is refused)")
+    eval_every: int = knob(0, "evaluate every this many steps (0: only at the end)", low=0, high=MAX_STEPS)
     eval_temperature: float = knob(0.0, "evaluation sampling temperature (0: greedy)", low=0)
-    eval_seed: int = knob(0, "sampling seed of evaluations (the same for every training seed)", low=0)
-    eval_batch_size: int = knob(64, "completions per evaluation batch (memory only)", low=1)
+    eval_seed: int = knob(0, "sampling seed of evaluations (the same for every training seed)", low=0,
+                          high=MAX_SEED)
+    eval_batch_size: int = knob(64, "completions per evaluation batch (memory only)", low=1, high=1 << 20)
     progress: bool = knob(True, "progress bars (mrgrpo train --no-progress also silences model-loading bars)")
 
     # ---------------------------------------------------------------------
     def __post_init__(self) -> None:
         check_fields(self, "GRPOConfig")
-        R = len(self.weights)
-        if self.conditioning != "none":
-            if R < 2:
-                self._bad("conditioning needs at least 2 reward channels (a gate and a conditioned one)")
-            for name, idx in [("gate_idx", self.gate_idx)] + [("cond_idx", c) for c in self.cond_indices]:
-                if not -R <= idx < R:
-                    self._bad(f"{name} = {idx!r} is out of range for {R} reward channels")
-            if self.gate_idx % R in {c % R for c in self.cond_indices}:
-                self._bad(f"cond_idx {self.cond_idx!r} includes the gate channel {self.gate_idx}")
+        if isinstance(self.conditioned, int):
+            object.__setattr__(self, "conditioned", (self.conditioned,))
+        try:  # the advantage settings, checked in one place: the spec
+            spec = AdvantageSpec(**{name: getattr(self, name) for name in ADVANTAGE_FIELDS})
+        except ValueError as exc:
+            raise ValueError(f"GRPOConfig: {exc}") from None
+        object.__setattr__(self, "advantage_spec", spec)  # not a field: derived from the fields above
         if (self.batch_prompts * self.m) % self.grad_accum:
             self._bad(f"grad_accum = {self.grad_accum} must divide batch_prompts * m = "
                       f"{self.batch_prompts * self.m}")
@@ -215,7 +237,7 @@ class GRPOConfig:
         - full fine-tuning at lr 3e-4: format 0.95-0.96, correctness 0.27-0.29.
 
         The repeated evidence, three seeds per run type, is in
-        ``tests/test_train_learning_tiny.py``. The LoRA targets name the tiny
+        ``tests/train/test_train_learning_tiny.py``. The LoRA targets name the tiny
         policy's modules (``layers.3.*``): another model needs its own
         ``lora_target_modules``.
         """
@@ -234,16 +256,12 @@ class GRPOConfig:
 
     def replace(self, **changes: Any) -> "GRPOConfig":
         """A copy with some fields changed, checked like a new config."""
-        return type(self).from_dict({**self.__dict__, **changes})
+        return type(self).from_dict({**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+                                     **changes})
 
     def to_dict(self) -> dict:
         """JSON-friendly dict of every field (tuples become lists)."""
         return {f.name: to_json_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @property
-    def cond_indices(self) -> tuple[int, ...]:
-        """``cond_idx`` as a tuple."""
-        return tuple(self.cond_idx) if isinstance(self.cond_idx, tuple) else (self.cond_idx,)
 
     def validate(self, n_channels: Optional[int] = None) -> "GRPOConfig":
         """Check ``len(weights)`` against the reward function's channel count; return ``self``.
@@ -256,9 +274,11 @@ class GRPOConfig:
             The reward function's channel count ``R`` when known (from its
             ``channel_names``); ``len(weights)`` must equal it.
         """
-        if n_channels is not None and n_channels != len(self.weights):
-            self._bad(f"weights has {len(self.weights)} entries but the reward function has "
-                      f"{n_channels} channels")
+        if n_channels is not None:
+            try:
+                self.advantage_spec.check_channels(n_channels)
+            except ValueError as exc:
+                self._bad(str(exc))
         return self
 
 
@@ -293,8 +313,25 @@ RESUME_MAY_CHANGE: Mapping[str, str] = MappingProxyType({
 })
 
 
+def upgrade_config(values: Mapping[str, Any]) -> dict:
+    """A stored config (:meth:`GRPOConfig.to_dict` of any version) with older field names renamed (:data:`RENAMED_FIELDS`).
+
+    Raises
+    ------
+    ValueError
+        the config holds a field under both its old and its new name.
+    """
+    out = dict(values)
+    for old, new in RENAMED_FIELDS.items():
+        if old in out:
+            if new in out:
+                raise ValueError(f"the stored config has both {old!r} and {new!r} (its new name)")
+            out[new] = out.pop(old)
+    return out
+
+
 def _canonical(name: str, value: Any) -> Any:
-    if name == "cond_idx" and not isinstance(value, (list, tuple)):
+    if name == "conditioned" and not isinstance(value, (list, tuple)):
         return (value,)
     return tuple(_canonical("", v) for v in value) if isinstance(value, (list, tuple)) else value
 
@@ -307,7 +344,8 @@ def resume_conflicts(saved: Mapping[str, Any], config: GRPOConfig, saved_run: Op
     ----------
     saved : mapping
         The checkpoint's config (:meth:`GRPOConfig.to_dict`). A field it lacks
-        (written by an older version) counts as that field's default.
+        (written by an older version) counts as that field's default; older field
+        names are read as today's (:func:`upgrade_config`).
     config : GRPOConfig
         The config of the run that would resume.
     saved_run, run : mapping, optional
@@ -319,6 +357,7 @@ def resume_conflicts(saved: Mapping[str, Any], config: GRPOConfig, saved_run: Op
     list of str
         ``"field: checkpoint value -> new value"``; empty when the run may resume.
     """
+    saved = upgrade_config(saved)
     now = config.to_dict()
     defaults = GRPOConfig().to_dict()
     out = []

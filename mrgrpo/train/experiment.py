@@ -7,7 +7,7 @@ ones) on the same held-out prompts.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from .config import GRPOConfig
 
@@ -43,15 +43,18 @@ class Comparison(NamedTuple):
 
 def compare_estimators(modes: Sequence[str], seeds: Sequence[int], make_config: Callable[[str, int], GRPOConfig],
                        reward_fn: Any, train_prompts: Sequence[Any], eval_prompts: Sequence[Any],
-                       progress: bool = True, make_trainer: Optional[Callable[..., Any]] = None) -> Comparison:
+                       progress: bool = True) -> Comparison:
     """Train one policy per (mode, seed) and evaluate each on the held-out prompts.
+
+    Each run is trained by the engine its configuration names (``config.engine``, through
+    :func:`mrgrpo.train.engines.make_trainer`).
 
     Parameters
     ----------
     modes : sequence of {"na", "an", "single"}
     seeds : sequence of int
     make_config : callable ``(mode, seed) -> GRPOConfig``
-        The run's configuration (model, steps, hyperparameters); every run
+        The run's configuration (model, steps, hyperparameters, engine); every run
         should start from the same model, whose untrained evaluation is taken
         once, from the first run, before it trains.
     reward_fn : callable
@@ -59,10 +62,6 @@ def compare_estimators(modes: Sequence[str], seeds: Sequence[int], make_config: 
     train_prompts, eval_prompts : sequence of prompt items
     progress : bool
         A tqdm bar over the ``len(modes) * len(seeds)`` runs.
-    make_trainer : callable, optional
-        ``make_trainer(config, reward_fn, prompts, eval_prompts=...)``: the trainer of a run.
-        Default :class:`~mrgrpo.train.trainer.GRPOTrainer`; pass
-        :func:`mrgrpo.integrations.engines.make_trainer` to honour ``config.engine``.
 
     Returns
     -------
@@ -72,9 +71,7 @@ def compare_estimators(modes: Sequence[str], seeds: Sequence[int], make_config: 
     import pandas as pd
     from mrgrpo.core.progress import progress_bar
 
-    from .trainer import GRPOTrainer
-
-    make_trainer = make_trainer or GRPOTrainer
+    from .engines import make_trainer
 
     modes, seeds = list(modes), [int(s) for s in seeds]
     bad = [m for m in modes if m not in MODE_LABELS]

@@ -11,7 +11,7 @@ For completion token ``t`` of rollout ``i`` with advantage ``A_i``:
   gradient is exactly ``grad KL(pi_ref || pi)`` at each position, which pulls the
   policy back to the reference. (A mean log-ratio of sequence log-probs,
   ``logp - ref_logp``, has expected gradient ``E[grad log pi] = 0``: it anchors
-  nothing. ``tests/test_train_losses.py`` checks both by exact enumeration.)
+  nothing. ``tests/train/test_train_losses.py`` checks both by exact enumeration.)
 
 Log-probabilities are of the *sampling* distribution, ``softmax(logits / T)``,
 so the ratio compares like with like.

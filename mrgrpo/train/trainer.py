@@ -16,7 +16,7 @@ the same sampler and end-of-sequence rule the rollout corpora use: group
 ``HFBackend.generate_groups([prompt], m, [seed])`` would give the same policy
 (:meth:`GRPOTrainer.group_seeds` says which seeds a step uses).
 
-Correctness details, each tested in ``tests/test_train_*.py``:
+Correctness details, each tested in ``tests/train/test_train_*.py``:
 
 - prompts are left-padded, so every completion starts in the same column; the
   completion mask ends at the first EOS (inclusive), so EOS is trained even when
@@ -26,7 +26,9 @@ Correctness details, each tested in ``tests/test_train_*.py``:
   the detached log-prob of its own forward pass, so its ratio is exactly 1);
 - the KL anchor is the per-token k3 estimator against the frozen reference: the
   base model with the LoRA adapters switched off (``disable_adapter()``), or a
-  frozen copy for full fine-tuning;
+  frozen copy for full fine-tuning, in the policy's micro-batches and precision;
+- the update runs the rows in length-sorted micro-batches (``batching.py``), and
+  every pass in the precision of :func:`mrgrpo.lm.precision.precision`;
 - randomness is derived from ``(seed, step)``: prompt choice, sampling and
   dropout of step ``k`` do not depend on how the run got there, so a resumed run
   repeats an uninterrupted one exactly.
@@ -42,19 +44,22 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from mrgrpo.core.advantage_torch import apply_conditioning, compute_advantage_batch
+from mrgrpo.core.advantage_diagnostics import step_metrics
 from mrgrpo.core.files import atomic_folder
 from mrgrpo.lm.loader import eos_token_ids, load_model
 from mrgrpo.lm.padding import left_pad
-from mrgrpo.lm.prompts import as_prompts, encode, render
+from mrgrpo.lm.precision import precision, resolve_device
+from mrgrpo.lm.prompts import as_prompts
 from mrgrpo.lm.sampling import group_uniforms, sample_tokens
 from mrgrpo.rewards.base import RewardFunctionError, score_completions
 
+from .batching import Chunk, length_chunks, padded_fraction
 from .checkpoint import checkpoint_root, save_checkpoint, write_run_config
 from .config import GRPOConfig
+from .evaluation import check_budget, encode_prompts, evaluate_policy
 from .losses import aggregate, clip_fraction, clipped_surrogate, k3_kl, sequence_token_logprobs
 from .masks import completion_mask
-from .metrics import records_table, reward_metrics, write_history
+from .metrics import records_table, write_history
 from .schedule import lr_lambda
 from .run_guard import claim_out_dir, resume_checkpoint
 
@@ -105,6 +110,7 @@ class GRPOTrainer:
         self.reward_fn = reward_fn
         R = len(self.cfg.weights)
         self.channel_names = tuple(str(n) for n in names) if names is not None else tuple(f"c{k}" for k in range(R))
+        self.advantage_spec = self.cfg.advantage_spec.replace(channel_names=self.channel_names)
         self.prompts = as_prompts(prompts, "prompts")
         self.eval_prompts = as_prompts(eval_prompts, "eval_prompts", optional=True)
         self.callbacks = list(callbacks)
@@ -116,7 +122,7 @@ class GRPOTrainer:
         self.step = 0  # steps completed
         self.model = None
         self.tokenizer = None
-        if self.out_dir and not self.cfg.resume:  # a folder holding a run: refused, or emptied if overwrite
+        if self.out_dir and not self.cfg.resume:  # a run there: refused, or set aside if overwrite
             claim_out_dir(self.out_dir, self.cfg.overwrite)
 
     # ------------------------------------------------------------------ setup
@@ -125,16 +131,12 @@ class GRPOTrainer:
         if self.model is not None:
             return
         cfg = self.cfg
-        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = torch.device(device)
-        on_gpu = self.device.type == "cuda"
-        dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if on_gpu else "float32")
-        # LoRA: frozen base weights may be low precision; full FT keeps fp32 master weights
-        load_dtype = getattr(torch, dtype) if (cfg.use_lora and on_gpu) else torch.float32
-        self._autocast = (lambda: torch.autocast(self.device.type, dtype=getattr(torch, dtype))) \
-            if (on_gpu and dtype != "float32") else contextlib.nullcontext
+        self.device = resolve_device(cfg.device)  # auto: cuda when available, else cpu
+        device = str(self.device)
+        self.precision = precision(cfg.dtype, self.device, lora=cfg.use_lora, model=cfg.model)  # weights, autocast
+        self._autocast = self.precision.autocast
         torch.manual_seed(cfg.seed)  # LoRA initialisation
-        model, tok = load_model(cfg.model, device=device, dtype=load_dtype, progress=cfg.progress)
+        model, tok = load_model(cfg.model, device=device, dtype=self.precision.weights, progress=cfg.progress)
         self.eos_ids = eos_token_ids(tok, model)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
 
@@ -153,14 +155,9 @@ class GRPOTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas),
                                            weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
-        self._prompt_ids, self._prompt_keys = self._encode(self.prompts)
-        self._eval_ids, self._eval_keys = self._encode(self.eval_prompts)
-
-    def _encode(self, prompts: Sequence[Any]) -> tuple[list[list[int]], list[str]]:
-        """Token ids and rendered texts (the sampler's seed keys) of prompts, as every sampler in mrgrpo makes them."""
-        kw = dict(system_prompt=self.cfg.system_prompt, use_chat_template=self.cfg.use_chat_template)
-        return ([encode(p, self.tokenizer, **kw) for p in prompts],
-                [render(p, self.tokenizer, **kw) for p in prompts])
+        self._prompt_ids, self._prompt_keys = encode_prompts(self.prompts, tok, cfg)
+        self._eval_ids, self._eval_keys = encode_prompts(self.eval_prompts, tok, cfg)
+        check_budget(model, self._prompt_ids + self._eval_ids, cfg.max_new_tokens)  # before any rollout
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> list[dict]:
@@ -191,8 +188,7 @@ class GRPOTrainer:
             upd = self._update(roll, adv.reshape(-1))
             dt = time.perf_counter() - t0
             rec = {"step": step + 1, **upd,
-                   **reward_metrics(rewards, adv, torch.as_tensor(cfg.weights, dtype=torch.float64),
-                                    self.channel_names, cfg.adv_eps),
+                   **step_metrics(self.advantage_spec, rewards, adv, self.channel_names, cfg.adv_eps),
                    "completion_len": roll["n_tokens"] / len(rows),
                    "truncated_frac": float(roll["truncated"].float().mean()),
                    "step_time": dt, "tokens_per_s": roll["n_tokens"] / dt}
@@ -244,18 +240,15 @@ class GRPOTrainer:
         a = np.random.default_rng([self.cfg.seed, step, 1]).integers(0, 2**62)
         torch.manual_seed(int(a))
 
-    def _rollout(self, rows: np.ndarray, uniforms: np.ndarray, ids_list=None,
-                 temperature: Optional[float] = None) -> dict:
+    def _rollout(self, rows: np.ndarray, uniforms: np.ndarray) -> dict:
         """Sample one completion per row (row ``i`` driven by ``uniforms[i]``); build ids, masks and texts."""
         cfg = self.cfg
-        ids_list = self._prompt_ids if ids_list is None else ids_list
-        prompts = [ids_list[i] for i in rows]
+        prompts = [self._prompt_ids[i] for i in rows]
         p_ids, p_mask = left_pad(prompts, self.pad_id)
         p_ids, p_mask = p_ids.to(self.device), p_mask.to(self.device)
         self.model.eval()
         with self._autocast():
-            comp, _ = sample_tokens(self.model, prompts, uniforms,
-                                    temperature=cfg.temperature if temperature is None else temperature,
+            comp, _ = sample_tokens(self.model, prompts, uniforms, temperature=cfg.temperature,
                                     eos_ids=self.eos_ids, pad_id=self.pad_id)
         attn_mask, truncated = completion_mask(comp, self.eos_ids)
         loss_mask = attn_mask * (~truncated).long().unsqueeze(1) if cfg.mask_truncated else attn_mask
@@ -267,7 +260,7 @@ class GRPOTrainer:
         return {"input_ids": torch.cat([p_ids, comp], dim=1),
                 "attention_mask": torch.cat([p_mask, attn_mask], dim=1),
                 "loss_mask": loss_mask, "n_completion": comp.shape[1], "texts": texts, "rows": rows,
-                "truncated": truncated, "n_tokens": int(attn_mask.sum()), "lengths": attn_mask.sum(1).tolist()}
+                "truncated": truncated, "n_tokens": int(attn_mask.sum())}
 
     def _score(self, texts: list[str], rows: np.ndarray, step: int, prompts=None) -> torch.Tensor:
         """``(n, R)`` rewards of ``n`` completions; on a reward-function fault, checkpoint then raise."""
@@ -285,19 +278,13 @@ class GRPOTrainer:
         return torch.as_tensor(r, dtype=torch.float64)
 
     def advantages(self, rewards) -> torch.Tensor:
-        """The ``(P, m)`` advantages the update uses: conditioning, then AN / NA / single.
+        """The ``(P, m)`` advantages the update uses: ``config.advantage_spec`` (conditioning, then AN / NA / single).
 
         Parameters
         ----------
         rewards : shape ``(P, m, R)``
         """
-        cfg = self.cfg
-        r = torch.as_tensor(rewards, dtype=torch.float64)
-        if cfg.conditioning != "none":
-            r = apply_conditioning(r, gate_idx=cfg.gate_idx, cond_idx=list(cfg.cond_indices),
-                                   impl=cfg.conditioning, threshold=cfg.cond_threshold)
-        return compute_advantage_batch(r, torch.as_tensor(cfg.weights, dtype=torch.float64), mode=cfg.mode,
-                                       eps=cfg.adv_eps, ddof=cfg.adv_ddof, batch_rescale=cfg.batch_rescale)
+        return self.advantage_spec.advantages(torch.as_tensor(rewards, dtype=torch.float64)).advantages
 
     def _ref_context(self):
         """The reference policy: LoRA off on the same weights, or the frozen copy."""
@@ -311,44 +298,62 @@ class GRPOTrainer:
                 yield model
         return adapters_off()
 
-    def _update(self, roll: dict, adv: torch.Tensor) -> dict:
-        """``num_iterations`` optimizer steps on one batch of rollouts; returns metrics."""
+    def _reference_logprobs(self, chunks: list) -> list:
+        """The reference's log-probs of every chunk, shapes ``(n_k, c_k)`` (Nones when ``kl_coef == 0``).
+
+        One no-grad forward per chunk, in the policy's precision and batching: the adapter off
+        (``disable_adapter()``) on the same weights, or the frozen copy under full fine-tuning.
+        """
         cfg = self.cfg
-        ids, attn, lmask, C = roll["input_ids"], roll["attention_mask"], roll["loss_mask"], roll["n_completion"]
+        if cfg.kl_coef <= 0:
+            return [None] * len(chunks)
+        with torch.no_grad(), self._ref_context() as ref_model, self._autocast():
+            ref_model.eval()
+            return [sequence_token_logprobs(ref_model, ch.input_ids, ch.attention_mask, ch.n_completion,
+                                            cfg.temperature) for ch in chunks]
+
+    def _update(self, roll: dict, adv: torch.Tensor) -> dict:
+        """``num_iterations`` optimizer steps on one batch of rollouts; returns metrics.
+
+        The rows run in length-sorted micro-batches of at most ``N / grad_accum`` rows
+        (:func:`mrgrpo.train.batching.length_chunks`); ``self.padding`` keeps the padded share
+        of the positions before (one batch) and after the grouping.
+        """
+        cfg = self.cfg
+        lmask = roll["loss_mask"]
         adv = adv.to(self.device, torch.float32)
-        N = ids.shape[0]
-        mbs = [slice(k, k + N // cfg.grad_accum) for k in range(0, N, N // cfg.grad_accum)]
+        N = lmask.shape[0]
+        chunks = length_chunks(roll, max_rows=N // cfg.grad_accum)
+        self.padding = {"before": padded_fraction([Chunk(torch.arange(N), roll["input_ids"], roll["attention_mask"],
+                                                         lmask, roll["n_completion"])]),
+                        "after": padded_fraction(chunks), "passes": len(chunks)}
         n_tokens = float(lmask.sum())
+        ref = self._reference_logprobs(chunks)
 
-        ref = [None] * len(mbs)
-        if cfg.kl_coef > 0:
-            with torch.no_grad(), self._ref_context() as ref_model, self._autocast():
-                ref_model.eval()
-                ref = [sequence_token_logprobs(ref_model, ids[s], attn[s], C, cfg.temperature) for s in mbs]
-
-        old = [None] * len(mbs)
+        old = [None] * len(chunks)
         self.iteration_stats = []
         self.model.train()
         for it in range(cfg.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
             tot = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0}
             clipped = counted = 0.0
-            for k, s in enumerate(mbs):
+            for k, ch in enumerate(chunks):
                 with self._autocast():
-                    logp = sequence_token_logprobs(self.model, ids[s], attn[s], C, cfg.temperature)
-                if it == 0:
-                    old[k] = logp.detach()  # the sampling policy's log-probs, kept for later iterations
-                pg_tok, ratio = clipped_surrogate(logp, old[k], adv[s], cfg.clip_eps)
-                pg = aggregate(pg_tok, lmask[s], cfg.loss_aggregation, n_tokens, N)
+                    logp = sequence_token_logprobs(self.model, ch.input_ids, ch.attention_mask, ch.n_completion,
+                                                   cfg.temperature)
+                if it == 0:  # the sampling policy's log-probs, same pass and precision: no extra forward
+                    old[k] = logp.detach()
+                pg_tok, ratio = clipped_surrogate(logp, old[k], adv[ch.rows], cfg.clip_eps)
+                pg = aggregate(pg_tok, ch.loss_mask, cfg.loss_aggregation, n_tokens, N)
                 loss = pg
                 if cfg.kl_coef > 0:
-                    kl = aggregate(k3_kl(logp, ref[k]), lmask[s], cfg.loss_aggregation, n_tokens, N)
+                    kl = aggregate(k3_kl(logp, ref[k]), ch.loss_mask, cfg.loss_aggregation, n_tokens, N)
                     loss = loss + cfg.kl_coef * kl
                     tot["kl"] += kl.item()
                 loss.backward()
                 tot["loss"] += loss.item()
                 tot["pg_loss"] += pg.item()
-                c, n = clip_fraction(ratio, lmask[s], cfg.clip_eps)
+                c, n = clip_fraction(ratio, ch.loss_mask, cfg.clip_eps)
                 clipped, counted = clipped + c, counted + n
             params = [p for p in self.model.parameters() if p.requires_grad]
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm else float("inf"))
@@ -376,33 +381,19 @@ class GRPOTrainer:
             and truncated fraction; also appended to ``eval_history``. Each reply,
             its rewards and its length go to ``eval_samples`` (``eval_samples.json``).
         """
-        cfg = self.cfg
         self._load()
         if prompts is not None:
             items = as_prompts(prompts, "prompts")
-            ids_list, keys = self._encode(items)
+            encoded = encode_prompts(items, self.tokenizer, self.cfg)
         else:
-            items, ids_list, keys = self.eval_prompts, self._eval_ids, self._eval_keys
+            items, encoded = self.eval_prompts, (self._eval_ids, self._eval_keys)
         if not items:
             raise ValueError("no evaluation prompts: pass eval_prompts to GRPOTrainer or prompts= here")
-        rewards, n_tok, n_trunc, samples = [], 0, 0, []
-        for start in range(0, len(items), cfg.eval_batch_size):
-            rows = np.arange(start, min(start + cfg.eval_batch_size, len(items)))
-            uniforms = np.concatenate([group_uniforms(keys[i], cfg.eval_seed, 1, cfg.max_new_tokens) for i in rows])
-            roll = self._rollout(rows, uniforms, ids_list=ids_list, temperature=cfg.eval_temperature)
-            rewards.append(self._score(roll["texts"], rows, self.step, prompts=items))
-            n_tok += roll["n_tokens"]
-            n_trunc += int(roll["truncated"].sum())
-            samples += [{"step": self.step, "prompt": items[i].text, "completion": text, "n_tokens": int(n),
-                         "ended": not bool(cut)} for i, text, n, cut in
-                        zip(rows, roll["texts"], roll["lengths"], roll["truncated"].tolist())]
-        r = torch.cat(rewards).numpy()
-        for s, row in zip(samples, r.tolist()):
-            s.update(zip(self.channel_names, row))
+        rec, samples = evaluate_policy(  # a reward-function fault checkpoints the run, as in training
+            self.model, self.tokenizer, items, self.reward_fn, self.cfg, step=self.step,
+            channel_names=self.channel_names, eos_ids=self.eos_ids, encoded=encoded,
+            score=lambda texts, rows: self._score(texts, rows, self.step, prompts=items))
         self.eval_samples += samples
-        rec = {"step": self.step, **{n: float(r[:, k].mean()) for k, n in enumerate(self.channel_names)},
-               "aggregate": float((r @ np.asarray(self.cfg.weights)).mean()),
-               "completion_len": n_tok / len(items), "truncated_frac": n_trunc / len(items)}
         self.eval_history.append(rec)
         if self.out_dir:
             write_history(self.eval_history, self.out_dir, stem="eval")

@@ -7,7 +7,8 @@ card as ``README.md``), *push* creates the repo and uploads that folder with
 
 - :mod:`~mrgrpo.ops.hub.stage`  what is uploaded: an allow-list (adapter weights and
   config, tokenizer files, metrics, config, curve, card); everything else is listed
-  and left out; staging is atomic and refuses files that hold a token
+  and left out; staging is atomic and refuses files that hold a token or key (by value or by
+  shape) or that lead outside the run folder (symbolic links)
 - :mod:`~mrgrpo.ops.hub.cards`  the model and dataset cards, the training-curve figure
 - :mod:`~mrgrpo.ops.hub.push`   the upload (or the dry run)
 

@@ -9,12 +9,17 @@ Uploads are built from an allow-list, never from a skip-list:
 - a training-curve image and the generated card (``README.md``).
 
 Everything else in the run or adapter folder (checkpoints, ``.env``, notes, a
-pickled ``adapter_model.bin``) is left out and listed. Before anything is
-written, every staged text file is checked for secrets (the Hugging Face token
-in use, ``$HF_TOKEN``, ``$RUNPOD_API_KEY``, or anything shaped like an ``hf_``
-token); a hit refuses the whole upload. Staging is atomic: it writes to a
-hidden folder beside the target and renames it into place at the end, so a
-failure leaves no partial output.
+pickled ``adapter_model.bin``) is left out and listed. A file that resolves
+outside the run folder (a symbolic link to ``~/.ssh/id_rsa``, an ``adapter/``
+linked elsewhere) refuses the upload before anything is read into it. Every
+staged file is then scanned for secrets, by value (the token in use and the
+``HF_TOKEN``, ``RUNPOD_API_KEY``, ``WANDB_API_KEY``, ``GITHUB_TOKEN`` of the
+environment) and by shape (:data:`SECRET_PATTERNS`: PEM private keys, GitHub,
+Hugging Face, RunPod and AWS keys, a wandb key under a wandb-looking name), so a
+key is caught whether or not it is set here; a hit refuses the whole upload.
+Staging is atomic (:func:`mrgrpo.core.files.atomic_folder`): it writes to a hidden
+folder beside the target and renames it into place at the end, so a failure
+leaves no partial output.
 """
 from __future__ import annotations
 
@@ -22,17 +27,17 @@ import json
 import os
 import re
 import shutil
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
+
+from mrgrpo.core.files import atomic_folder
 
 from .cards import GROUP_KEYS, PROMPT_KEYS, dataset_card, model_card, reward_columns, training_curve_figure
 
 __all__ = ["ADAPTER_FILES", "TOKENIZER_FILES", "CURVE_NAMES", "REQUIRED_CORPUS_COLUMNS",
            "RunFiles", "Staged", "read_run_dir", "stage_adapter", "stage_corpus",
-           "check_repo_id", "find_secrets"]
+           "check_repo_id", "find_secrets", "SECRET_PATTERNS", "SECRET_ENV_VARS"]
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -42,8 +47,21 @@ CURVE_NAMES = ("training_curve.png", "training_curve.jpg", "curve.png")
 #: Columns every rollout Parquet must have (both released schemas share them,
 #: plus one prompt key and one group-size column, checked separately).
 REQUIRED_CORPUS_COLUMNS = ("model", "seed_idx", "rollout_idx")
-_HF_TOKEN_SHAPE = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
-_TEXT_SUFFIXES = {".json", ".csv", ".md", ".txt", ".jinja", ".model", ".yaml", ".yml"}
+#: What a secret looks like, whoever's it is (matched in the bytes of every staged file).
+SECRET_PATTERNS = {
+    "a private key (PEM)": rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----",
+    "a GitHub token": rb"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
+    "a Hugging Face token": rb"\bhf_[A-Za-z0-9]{30,}",
+    "a RunPod API key": rb"\brpa_[A-Za-z0-9]{20,}",
+    "an AWS access key": rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    "a wandb API key": rb"(?i)wandb[\w.-]{0,40}[\"']?\s*[:=]\s*[\"']?[0-9a-f]{40}"
+                       rb"|api\.wandb\.ai\s.{0,80}?password\s+[0-9a-f]{40}",
+}
+#: Environment variables whose values must never be uploaded.
+SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "WANDB_API_KEY", "GITHUB_TOKEN",
+                   "GH_TOKEN")
+_SECRET_RES = {what: re.compile(rx, re.DOTALL) for what, rx in SECRET_PATTERNS.items()}
+_SCAN_CHUNK, _SCAN_OVERLAP = 8 << 20, 4096
 
 
 @dataclass
@@ -116,47 +134,65 @@ def _listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
+def _chunks(path: Path) -> Iterable[bytes]:
+    """The file's bytes in pieces that overlap by :data:`_SCAN_OVERLAP` (a match never falls between two)."""
+    tail = b""
+    with open(path, "rb") as fh:
+        while block := fh.read(_SCAN_CHUNK):
+            yield tail + block
+            tail = block[-_SCAN_OVERLAP:]
+
+
 def find_secrets(root: Path, secrets: Sequence[str] = ()) -> list[str]:
-    """Text files under ``root`` that contain one of ``secrets`` or an ``hf_`` token shape."""
-    known = [s for s in secrets if s and len(s) >= 8]
+    """Files under ``root`` that hold a secret, each as ``"path (what was found)"``.
+
+    Every file is scanned, binary ones too (a safetensors header is JSON text):
+    for the values ``secrets`` (8 characters or longer) and for
+    :data:`SECRET_PATTERNS`.
+    """
+    known = [s.encode() for s in secrets if s and len(s) >= 8]
     hits = []
     for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.suffix.lower() not in _TEXT_SUFFIXES:
+        if not p.is_file():
             continue
-        text = p.read_text(errors="replace")
-        if any(s in text for s in known) or _HF_TOKEN_SHAPE.search(text):
-            hits.append(str(p.relative_to(root)))
+        found: list[str] = []
+        for data in _chunks(p):
+            if "a token or key set in this environment" not in found and any(k in data for k in known):
+                found.append("a token or key set in this environment")
+            found += [what for what, rx in _SECRET_RES.items() if what not in found and rx.search(data)]
+        if found:
+            hits.append(f"{p.relative_to(root)} ({', '.join(found)})")
     return hits
 
 
 def _secrets_in_use(extra: Sequence[str] = ()) -> list[str]:
-    return [*extra, *(os.environ.get(k, "") for k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
-                                                        "RUNPOD_API_KEY"))]
+    return [*extra, *(os.environ.get(k, "") for k in SECRET_ENV_VARS)]
 
 
-@contextmanager
-def atomic_folder(out_dir: str | os.PathLike) -> Iterator[Path]:
-    """Yield a hidden folder beside ``out_dir``; rename it to ``out_dir`` on success,
-    delete it on failure. ``out_dir`` must not exist or be an empty folder."""
+def _check_empty(out_dir: str | os.PathLike) -> None:
+    """A staging target must be new or an empty folder: nothing of the user's is replaced."""
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"staging folder {out} exists and is not empty; give a new or empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        os.replace(tmp, out)  # an empty target folder is replaced atomically
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_inside(root: Path, paths: Iterable[Path]) -> None:
+    """Refuse a file to upload that resolves outside ``root`` (a symbolic link out of the folder)."""
+    base = root.resolve()
+    for p in paths:
+        target = p.resolve()
+        if not target.is_relative_to(base):
+            name = p.relative_to(root) if p.is_relative_to(root) else p
+            raise ValueError(f"refusing to upload: {name} leads outside {root} "
+                             f"(a symbolic link to {target}); copy the file into the folder if it belongs "
+                             "in the upload")
 
 
 def _refuse_secrets(folder: Path, secrets: Sequence[str]) -> None:
     hits = find_secrets(folder, _secrets_in_use(secrets))
     if hits:
-        raise ValueError(f"refusing to upload: {', '.join(hits)} contain(s) what looks like a "
-                         "token or API key; remove it from the run folder first")
+        raise ValueError(f"refusing to upload: {'; '.join(hits)}: what looks like a token or key; "
+                         "remove it from the run folder first")
 
 
 def stage_adapter(run_dir: str | os.PathLike, out_dir: str | os.PathLike, repo_id: str, *,
@@ -177,6 +213,9 @@ def stage_adapter(run_dir: str | os.PathLike, out_dir: str | os.PathLike, repo_i
     if run.adapter_dir != run.run_dir:
         left_out += [f"{p.name}{'/' if p.is_dir() else ''}" for p in sorted(run.run_dir.iterdir())
                      if p.name not in keep_run]
+    _check_inside(run.run_dir, [*(run.adapter_dir / n for n in sorted(keep_adapter) if (run.adapter_dir / n).is_file()),
+                                *run.provenance, *([run.curve_image] if run.curve_image else [])])
+    _check_empty(out_dir)
     with atomic_folder(out_dir) as out:
         for name in sorted(keep_adapter):
             if (run.adapter_dir / name).is_file():
@@ -276,6 +315,9 @@ def stage_corpus(path: str | os.PathLike, out_dir: str | os.PathLike, repo_id: s
     taken = {parquet.resolve(), *([npz_path.resolve()] if npz_path else [])}
     left_out = sorted(str(p.relative_to(path)) for p in Path(path).rglob("*")
                       if p.is_file() and p.resolve() not in taken) if Path(path).is_dir() else []
+    if Path(path).is_dir():
+        _check_inside(Path(path), [parquet, *([npz_path] if npz_path else [])])
+    _check_empty(out_dir)
     with atomic_folder(out_dir) as out:
         (out / "data").mkdir()
         shutil.copy2(parquet, out / "data" / "train.parquet")

@@ -1,0 +1,71 @@
+"""``mrgrpo.tasks.task_setup``: one definition of each task for the CLI, the sources and the book."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from _tiny_lm import build_tiny_lm  # noqa: E402
+
+from mrgrpo.tasks import TASKS, task_reward, task_setup  # noqa: E402
+from mrgrpo.tiny import DEFAULT_MODEL_DIR, TINY_L0  # noqa: E402
+
+GSM8K = Path(__file__).parents[1] / "fixtures" / "gsm8k_sample.jsonl"
+
+
+def _texts(items):
+    return [p["prompt"] for p in items]
+
+
+def test_mini_math_with_the_tiny_policy_tokenizer():
+    s = task_setup("mini-math", str(DEFAULT_MODEL_DIR), n_train=30, n_eval=12, seed=3)
+    assert s.channel_names == ("correctness", "length", "format")
+    assert (len(s.train_prompts), len(s.eval_prompts)) == (30, 12)
+    assert {p["split"] for p in s.train_prompts} == {"train"} and {p["split"] for p in s.eval_prompts} == {"test"}
+    assert not set(_texts(s.train_prompts)) & set(_texts(s.eval_prompts))
+    # the tiny policy has a chat template, which frames the question itself
+    assert not s.eval_prompts[0]["prompt"].startswith("Q: ")
+    assert s.reward_fn.L0 == TINY_L0 and s.reward_fn.tokenizer is not None
+    # a correct worked answer scores correctness 1 under the task's reward
+    p = s.eval_prompts[0]
+    assert s.reward_fn(" " + p["solution"], p)[0] == 1.0
+    again = task_setup("mini-math", str(DEFAULT_MODEL_DIR), n_train=30, n_eval=12, seed=3)
+    assert _texts(again.train_prompts) == _texts(s.train_prompts)
+    assert _texts(task_setup("mini-math", str(DEFAULT_MODEL_DIR), 30, 0, seed=4).train_prompts) != _texts(
+        s.train_prompts)
+
+
+@pytest.mark.parametrize("template, use, framed", [(False, True, True), (True, True, False), (True, False, True)])
+def test_mini_math_frames_prompts_only_without_a_chat_template(tmp_path, template, use, framed):
+    path = build_tiny_lm(tmp_path / "lm", chat_template=template)
+    s = task_setup("mini-math", path, n_train=2, n_eval=2, use_chat_template=use)
+    assert all(p["prompt"].startswith("Q: ") and p["prompt"].endswith("\nA:") for p in s.eval_prompts) == framed
+
+
+def test_fintech_prompts_are_distinct_and_split():
+    s = task_setup("fintech", n_train=400, n_eval=80, seed=0)
+    assert s.channel_names == ("compliance", "politeness", "action")
+    texts = _texts(s.train_prompts) + _texts(s.eval_prompts)
+    assert len(s.train_prompts) == 400 and len(s.eval_prompts) == 80
+    assert len(set(texts)) == 480  # the generator repeats scenarios; the setup drops repeats
+
+
+def test_gsm8k_local_file_is_cut_in_two(tmp_path):
+    s = task_setup("gsm8k", None, n_train=4, n_eval=2, seed=1, gsm8k_path=GSM8K)
+    assert len(s.train_prompts) == 4 and len(s.eval_prompts) == 2
+    assert not set(_texts(s.train_prompts)) & set(_texts(s.eval_prompts))
+    assert s.reward_fn.L0 == 200
+    with pytest.raises(ValueError, match="has 6 problems"):
+        task_setup("gsm8k", None, n_train=5, n_eval=2, gsm8k_path=GSM8K)
+
+
+def test_reward_defaults_and_bad_input():
+    assert set(TASKS) == {"mini-math", "mini-math-strict", "fintech", "gsm8k"}
+    assert task_reward("mini-math").L0 == TINY_L0 and task_reward("gsm8k").L0 == 200
+    assert task_reward("gsm8k", L0=50).L0 == 50
+    with pytest.raises(ValueError, match="unknown task 'chess'"):
+        task_setup("chess")
+    with pytest.raises(ValueError, match="n_eval must be a non-negative int"):
+        task_setup("fintech", n_train=2, n_eval=-1)
