@@ -271,7 +271,7 @@ def test_reward_fault_stops_after_saving_a_checkpoint(tiny_path, tmp_path, kind,
 # ------------------------------------------------------------------ resume
 RUN_SCRIPT = textwrap.dedent("""
     import os, sys
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {here!r}]  # tests/ (the tiny-LM helper) and this test's folder
     from test_train_trainer import three_channel, PROMPTS
     from mrgrpo.train import GRPOConfig, GRPOTrainer
     crash_after = int(os.environ.get("CRASH_AFTER", "0"))
@@ -289,7 +289,7 @@ RUN_SCRIPT = textwrap.dedent("""
 
 def test_killed_run_resumes_to_the_same_metrics(tiny_path, tmp_path):
     script = tmp_path / "run.py"
-    script.write_text(RUN_SCRIPT.format(tests=str(Path(__file__).parents[1]), model=tiny_path))
+    script.write_text(RUN_SCRIPT.format(tests=str(Path(__file__).parents[1]), here=str(Path(__file__).parent), model=tiny_path))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = lambda out, mode, crash="0": subprocess.run(  # noqa: E731
         [sys.executable, str(script), str(tmp_path / out), mode], env={**env, "CRASH_AFTER": crash},
