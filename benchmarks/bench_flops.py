@@ -19,9 +19,9 @@ attention ``4 L_q L_k d`` per layer, the lm head on the kept positions; a backwa
 weights costs one forward of activation gradients, attention and LoRA two), its GFLOP/s, and that
 rate as a share of the **matmul peak** measured in the same process and precision (the best
 GFLOP/s of a 2048 x 576 by 576 x 1536 product, the MLP's shape; the same for a 16-row product,
-the decode step's shape, is printed beside it). An arm ``float32@HEAD`` runs the sampler of that
-commit (``git show``) and the whole batch in one pass: the step as it was before length batching,
-last-position prefill logits and dropping ended rows. With ``--profile``, one extra update runs under
+the decode step's shape, is printed beside it). An arm ``DTYPE@COMMIT`` (``float32@284284f``, the
+commit before issue 22) runs that commit's sampler (``git show``) and the whole batch in one pass:
+the step as it was before length batching, last-position prefill logits and dropping ended rows. With ``--profile``, one extra update runs under
 ``torch.profiler`` and the self time of its operators is grouped (matrix products, attention,
 elementwise and casts, ...): where the rest of the time goes.
 
@@ -63,11 +63,13 @@ class Shapes:
     def forward(self, n: int, L: int, keep: int, ctx: int | None = None) -> float:
         """``n`` rows of ``L`` new positions attending to ``ctx`` keys (default ``L``), ``keep`` logits per row."""
         ctx = L if ctx is None else ctx
-        return self.layers * (n * L * (self.linear + self.lora) + 4 * n * L * ctx * self.q) + 2 * n * keep * self.h * self.V
+        body = n * L * (self.linear + self.lora) + 4 * n * L * ctx * self.q
+        return self.layers * body + 2 * n * keep * self.h * self.V
 
     def backward(self, n: int, L: int, keep: int) -> float:
         """Activation gradients through frozen weights, attention and LoRA twice (a training pass: ``ctx = L``)."""
-        return self.layers * (n * L * (self.linear + 2 * self.lora) + 8 * n * L * L * self.q) + 2 * n * keep * self.h * self.V
+        body = n * L * (self.linear + 2 * self.lora) + 8 * n * L * L * self.q
+        return self.layers * body + 2 * n * keep * self.h * self.V
 
 
 def matmul_peak(dtype, rows: int, repeats: int = 5) -> float:
@@ -87,7 +89,6 @@ def matmul_peak(dtype, rows: int, repeats: int = 5) -> float:
 
 def profile_update(tr, roll, adv) -> dict:
     """Self CPU seconds of one ``_update`` by operator group, and its top operators."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     groups = {"matmul": {"mm", "addmm", "bmm", "matmul", "linear", "baddbmm", "_addmm_activation"},

@@ -110,7 +110,8 @@ def main() -> None:
             for label, k in (("transformers generate", "base"), ("mrgrpo sampler", "ours")):
                 print(f"  {d:8s} {label:22s} {np.median(r['comp_s'][d, k]):8.2f} completions/s "
                       f"{med[d, k]:9.1f} tokens/s (mean {r['mean_tokens'][d, k]:.1f} new tokens)")
-            print(f"  {d:8s} ours / baseline: {np.median(r['comp_s'][d, 'ours']) / np.median(r['comp_s'][d, 'base']):.2f}x "
+            comp = np.median(r['comp_s'][d, 'ours']) / np.median(r['comp_s'][d, 'base'])
+            print(f"  {d:8s} ours / baseline: {comp:.2f}x "
                   f"completions/s, {med[d, 'ours'] / med[d, 'base']:.2f}x tokens/s")
         for d in args.dtypes[1:]:
             d0 = args.dtypes[0]

@@ -28,6 +28,11 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/bench_grpo_step.py \\
         --steps 5 --warmup 1 --prompts 2,4 --repeats 2
     python benchmarks/bench_grpo_step.py --steps 1 --warmup 0 --prompts 2     # does it work? (minutes on CPU)
+    OMP_NUM_THREADS=1 python benchmarks/bench_grpo_step.py --engines trl --dtypes float32,bfloat16 \\
+        --prompts 2 --m 4 --max-new-tokens 32 --steps 1 --warmup 0         # one engine in two precisions
+
+``--dtypes`` runs every engine in each ``GRPOConfig.dtype`` (default ``auto``) and adds the ratio of each
+precision to the first, per engine.
 """
 from __future__ import annotations
 
@@ -179,7 +184,8 @@ def main() -> None:
     for (engine, prompts, dtype), r in sorted(table.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
         share = lambda k: f"{r[k]:6.2f} ({r[k] / r['seconds']:4.0%})"  # noqa: E731
         other = f"{r['other']:7.2f}" if "other" in r else f"{'-':>7s}"
-        print(f"{engine:6s} {dtype:8s} {prompts:2d} {r['seconds']:7.2f} {r['completions_per_s']:8.2f} {r['tokens_per_s']:7.1f} "
+        print(f"{engine:6s} {dtype:8s} {prompts:2d} {r['seconds']:7.2f} {r['completions_per_s']:8.2f} "
+              f"{r['tokens_per_s']:7.1f} "
               f"{r['completion_len']:5.1f} {share('generation'):>15s} {share('scoring'):>13s} "
               f"{share('update'):>15s} {other} {r['timed_steps']:5d}")
     for prompts in prompt_counts:
