@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import pytest
 import yaml
 
 from mrgrpo.lm import model_path
+from wheel_support import build_wheel
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -73,16 +73,9 @@ def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 def venv(tmp_path_factory) -> Path:
     """A fresh environment holding the wheel with its [trl] extra; prints the install times."""
     tmp = tmp_path_factory.mktemp("trl-user")
-    src = tmp / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy2(REPO / name, src / name)
-    shutil.copytree(REPO / "mrgrpo", src / "mrgrpo", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     times = INSTALL_TIMES
     t0 = time.perf_counter()
-    ok(run([sys.executable, "-m", "pip", "wheel", src, "--no-deps", "--no-build-isolation", "--no-index",
-            "-w", tmp / "dist"]))
-    wheel = next((tmp / "dist").glob("mrgrpo-*.whl"))
+    wheel = build_wheel(tmp)
     times["build the wheel"] = time.perf_counter() - t0
     env = tmp / "venv"
     t0 = time.perf_counter()

@@ -20,6 +20,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from wheel_support import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = Path(sysconfig.get_paths()["purelib"]).resolve()
@@ -45,15 +46,7 @@ def run(cmd: list, **kw) -> subprocess.CompletedProcess:
 def installed(tmp_path_factory) -> Path:
     """A fresh venv with the mrgrpo wheel installed; returns the venv folder."""
     tmp = tmp_path_factory.mktemp("wheel")
-    src = tmp / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy2(REPO / name, src / name)
-    shutil.copytree(REPO / "mrgrpo", src / "mrgrpo", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    built = run([sys.executable, "-m", "pip", "wheel", src, "--no-deps", "--no-build-isolation", "--no-index",
-                 "-w", tmp / "dist"])
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    wheel = next((tmp / "dist").glob("mrgrpo-*.whl"))
+    wheel = build_wheel(tmp)
     venv = tmp / "venv"
     made = run([sys.executable, "-m", "venv", "--without-pip", venv])
     assert made.returncode == 0, made.stderr
