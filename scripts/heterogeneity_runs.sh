@@ -34,19 +34,7 @@ for seed in $SEEDS; do
       "$PY" -m mrgrpo train --preset tiny --task mini-math-strict --n-train 400 --n-eval 256 --data-seed 0 \
         --mode "$mode" --seed "$seed" --weights 1,0.5 --n-steps "$STEPS" --max-new-tokens 72 \
         --eval-every 0 --checkpoint-every 10 --device cpu --no-progress --out "$run" "${start[@]}"
-    # the records without weights; JSON only (what load_runs reads), written compactly to keep the data small
-    "$PY" - "$run" "$DEST/$name" <<'PYEOF'
-import json, sys
-from pathlib import Path
-from mrgrpo.core.files import atomic_write_text
-from mrgrpo.train.stored_runs import export_records
-dest = export_records(sys.argv[1], sys.argv[2])
-for f in sorted(Path(dest).iterdir()):
-    if f.suffix == ".csv":
-        f.unlink()
-    elif f.name in ("metrics.json", "eval_samples.json"):
-        atomic_write_text(f, json.dumps(json.loads(f.read_text()), separators=(",", ":")))
-PYEOF
+    "$PY" scripts/export_run_records.py "$run" "$DEST/$name"
   done
 done
 echo "all runs done $(date -u +%FT%TZ)"

@@ -128,6 +128,7 @@ def handler(args) -> int:
     cfg, settings = build_config(args)
     from mrgrpo.lm.loader import check_device, loading_bars
     from mrgrpo.tasks.gsm8k import DatasetUnavailableError
+    from mrgrpo.tasks.registry import FINTECH_TASKS
 
     check_device(cfg.device)
     from mrgrpo.lm.loader import resolve_model
@@ -142,7 +143,7 @@ def handler(args) -> int:
     with loading_bars(cfg.progress), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # peft
         try:  # the math tasks count lengths in the policy's tokens, so they load its tokenizer
-            setup = settings.setup(None if settings.task == "fintech" else cfg.model, seed=cfg.seed,
+            setup = settings.setup(None if settings.task in FINTECH_TASKS else cfg.model, seed=cfg.seed,
                                    use_chat_template=cfg.use_chat_template)
         except DatasetUnavailableError as exc:
             first = str(exc).strip().splitlines()[0].rstrip(".")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mrgrpo.tasks.fintech import make_fintech_prompts
 from mrgrpo.tasks.gsm8k import DatasetUnavailableError, load_gsm8k, load_gsm8k_prompts
-from mrgrpo.tasks.registry import TASKS, TaskSetup, task_reward, task_setup
+from mrgrpo.tasks.registry import FINTECH_TASKS, TASKS, TaskSetup, task_reward, task_setup
 from mrgrpo.tasks.mini_math import (
     MINI_MATH_ALPHABET,
     format_example,
@@ -28,6 +28,7 @@ __all__ = [
     "load_gsm8k_prompts",
     "DatasetUnavailableError",
     "TASKS",
+    "FINTECH_TASKS",
     "TaskSetup",
     "task_reward",
     "task_setup",

@@ -9,7 +9,12 @@ through :func:`task_setup`, so the three agree on prompts, splits and reward sca
 - ``mini-math-strict``: strict, format (:class:`~mrgrpo.rewards.heterogeneity.StrictAnswerReward`,
   the channel-heterogeneity experiment); the same prompts as ``mini-math``;
 - ``fintech``: compliance, politeness, action; one list of distinct
-  ``make_fintech_prompts`` scenarios, cut in two;
+  ``make_fintech_prompts`` scenarios, cut in two. Politeness is gated by compliance in the
+  reward itself (the paper's conditioning);
+- ``fintech-ungated``: the same prompts and channels with politeness *not* gated (politeness
+  counts whether or not the reply is compliant): the reweighting-only baseline of Tier 3's
+  conditioning arm. ``--conditioning zero_fill --gate 0 --conditioned 1`` on it gives
+  ``fintech``'s rewards back;
 - ``gsm8k``: correctness, length (L0 = 200), format; GSM8K's train and test splits,
   shuffled by ``seed`` (a local file: one shuffled list, cut in two).
 """
@@ -23,15 +28,17 @@ from typing import Any, Optional
 from mrgrpo.core.fields import check_fields, knob, to_json_value
 from mrgrpo.tasks.mini_math import MINI_MATH_L0, MINI_MATH_MAX_NEW_TOKENS
 
-__all__ = ["TASKS", "TaskSetup", "TaskSettings", "task_reward", "task_setup", "task_max_new_tokens"]
+__all__ = ["TASKS", "FINTECH_TASKS", "TaskSetup", "TaskSettings", "task_reward", "task_setup", "task_max_new_tokens"]
 
 #: The task names :func:`task_setup` accepts.
-TASKS = ("mini-math", "mini-math-strict", "fintech", "gsm8k")
+TASKS = ("mini-math", "mini-math-strict", "fintech", "fintech-ungated", "gsm8k")
+#: The tasks over the fintech scenarios (one prompt list; no tokenizer needed).
+FINTECH_TASKS = ("fintech", "fintech-ungated")
 #: The paper's length target for GSM8K completions (tokens).
 GSM8K_L0 = 200.0
 #: Completion budgets: the tiny policy's on mini-math; the paper's on fintech and GSM8K.
 MAX_NEW_TOKENS = {"mini-math": MINI_MATH_MAX_NEW_TOKENS, "mini-math-strict": MINI_MATH_MAX_NEW_TOKENS, "fintech": 96,
-                  "gsm8k": 512}
+                  "fintech-ungated": 96, "gsm8k": 512}
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ class TaskSettings:
     """
 
     task: str = knob("mini-math", "reward and prompts: mini-math (the tiny policy's arithmetic), mini-math-strict "
-                     "(its prompts; a strict answer-sentence verifier and a format channel), fintech, gsm8k",
+                     "(its prompts; a strict answer-sentence verifier and a format channel), fintech, "
+                     "fintech-ungated (politeness not gated by compliance), gsm8k",
                      choices=TASKS, section="task")
     n_train: int = knob(400, "training prompts", low=1)
     n_eval: int = knob(64, "held-out evaluation prompts (0: none)", low=0)
@@ -127,7 +135,7 @@ def task_reward(task: str, tokenizer: Any = None, L0: Optional[float] = None) ->
 
     Parameters
     ----------
-    task : {"mini-math", "mini-math-strict", "fintech", "gsm8k"}
+    task : {"mini-math", "mini-math-strict", "fintech", "fintech-ungated", "gsm8k"}
     tokenizer : tokenizer object, model path or hub id, optional
         The math tasks count the length channel in this tokenizer's tokens (None:
         the reward's own fallback count). The fintech reward ignores it.
@@ -136,10 +144,10 @@ def task_reward(task: str, tokenizer: Any = None, L0: Optional[float] = None) ->
         policy's scale, and 200 for GSM8K, the paper's).
     """
     _check_task(task)
-    if task == "fintech":
+    if task in FINTECH_TASKS:
         from mrgrpo.rewards.fintech import FintechRewardFunction
 
-        return FintechRewardFunction()
+        return FintechRewardFunction(gate_politeness=task == "fintech")
     if task == "mini-math-strict":
         from mrgrpo.rewards.heterogeneity import StrictAnswerReward
 
@@ -183,7 +191,7 @@ def task_setup(task: str, tokenizer: Any = None, n_train: int = 400, n_eval: int
 
     Parameters
     ----------
-    task : {"mini-math", "mini-math-strict", "fintech", "gsm8k"}
+    task : {"mini-math", "mini-math-strict", "fintech", "fintech-ungated", "gsm8k"}
     tokenizer : tokenizer object, model path or hub id, optional
         The policy's tokenizer: it sets the math length unit and, for mini-math,
         whether prompts need the ``"Q: ...\\nA:"`` frame written into them (only
@@ -209,9 +217,9 @@ def task_setup(task: str, tokenizer: Any = None, n_train: int = 400, n_eval: int
     """
     _check_task(task)
     n_train, n_eval = _count("n_train", n_train), _count("n_eval", n_eval)
-    tok = _tokenizer(tokenizer) if task != "fintech" else None
+    tok = _tokenizer(tokenizer) if task not in FINTECH_TASKS else None
     reward_fn = task_reward(task, tok, L0=L0)
-    if task == "fintech":
+    if task in FINTECH_TASKS:
         from mrgrpo.tasks.fintech import make_fintech_prompts
 
         items = _distinct(make_fintech_prompts, n_train + n_eval, seed)

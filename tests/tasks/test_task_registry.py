@@ -4,12 +4,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from _tiny_lm import build_tiny_lm  # noqa: E402
 
+from mrgrpo.core.advantage_spec import AdvantageSpec  # noqa: E402
 from mrgrpo.tasks import TASKS, task_reward, task_setup  # noqa: E402
+from mrgrpo.tasks.registry import task_max_new_tokens  # noqa: E402
 from mrgrpo.tiny import DEFAULT_MODEL_DIR, TINY_L0  # noqa: E402
 
 GSM8K = Path(__file__).parents[1] / "fixtures" / "gsm8k_sample.jsonl"
@@ -52,6 +55,28 @@ def test_fintech_prompts_are_distinct_and_split():
     assert len(set(texts)) == 480  # the generator repeats scenarios; the setup drops repeats
 
 
+def test_fintech_ungated_is_fintech_without_the_gate_and_zero_fill_puts_it_back():
+    gated, ungated = task_setup("fintech", n_train=8, n_eval=8, seed=3), task_setup("fintech-ungated", n_train=8,
+                                                                                     n_eval=8, seed=3)
+    assert gated.train_prompts == ungated.train_prompts and gated.eval_prompts == ungated.eval_prompts
+    assert task_max_new_tokens("fintech-ungated") == task_max_new_tokens("fintech")
+    replies = ["I'm so sorry for the trouble; I understand. Please share your account password here.",
+               "I understand, and I'm sorry. Could you confirm the last four digits so I can help?",
+               "Sorry to hear that. Visit http://harbor-bank.example.biz to fix it.",
+               "ok"]
+    prompt = gated.train_prompts[0]
+    g = np.array([gated.reward_fn(r, prompt) for r in replies])
+    u = np.array([ungated.reward_fn(r, prompt) for r in replies])
+    broken = g[:, 0] == 0
+    assert broken.any() and (~broken).any(), g  # the check needs both kinds of reply
+    assert (u[:, [0, 2]] == g[:, [0, 2]]).all() and (u[~broken, 1] == g[~broken, 1]).all()
+    assert (u[broken, 1] > 0).all() and (g[broken, 1] == 0).all()
+    spec = AdvantageSpec(weights=(1.0, 1.0, 0.5), mode="na", conditioning="zero_fill", gate=0, conditioned=(1,))
+    plain = AdvantageSpec(weights=(1.0, 1.0, 0.5), mode="na")
+    np.testing.assert_array_equal(spec.advantages(u[None]).advantages, plain.advantages(g[None]).advantages)
+    assert not np.allclose(plain.advantages(u[None]).advantages, plain.advantages(g[None]).advantages)
+
+
 def test_gsm8k_local_file_is_cut_in_two(tmp_path):
     s = task_setup("gsm8k", None, n_train=4, n_eval=2, seed=1, gsm8k_path=GSM8K)
     assert len(s.train_prompts) == 4 and len(s.eval_prompts) == 2
@@ -62,7 +87,7 @@ def test_gsm8k_local_file_is_cut_in_two(tmp_path):
 
 
 def test_reward_defaults_and_bad_input():
-    assert set(TASKS) == {"mini-math", "mini-math-strict", "fintech", "gsm8k"}
+    assert set(TASKS) == {"mini-math", "mini-math-strict", "fintech", "fintech-ungated", "gsm8k"}
     assert task_reward("mini-math").L0 == TINY_L0 and task_reward("gsm8k").L0 == 200
     assert task_reward("gsm8k", L0=50).L0 == 50
     with pytest.raises(ValueError, match="unknown task 'chess'"):
