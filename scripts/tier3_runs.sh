@@ -36,6 +36,16 @@ for seed in $SEEDS; do
       echo "$name: exported already, skipped"
       continue
     fi
+    exec {lock}>"$WORK/.$name.lock"
+    if ! flock -n "$lock"; then
+      echo "$name: another copy is training it, skipped"
+      exec {lock}>&-
+      continue
+    fi
+    if [ -d "$DEST/$name" ]; then  # finished by the other copy meanwhile
+      exec {lock}>&-
+      continue
+    fi
     start=(--overwrite)
     if compgen -G "$run/checkpoints/*" > /dev/null; then
       start=(--resume)
@@ -48,6 +58,7 @@ for seed in $SEEDS; do
         --temperature 0.8 --lr 1e-3 --kl-coef 0.05 --n-steps "$STEPS" --eval-temperature 0 --eval-batch-size 64 \
         --checkpoint-every 4 --device cpu --dtype float32 --no-progress --out "$run" "${start[@]}"
     "$PY" scripts/export_run_records.py "$run" "$DEST/$name"
+    exec {lock}>&-
   done
 done
 echo "all runs done $(date -u +%FT%TZ)"

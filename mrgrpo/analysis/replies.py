@@ -40,7 +40,7 @@ from .verdicts import fmt
 
 __all__ = ["OPENING_WORDS", "ECHO_WORDS", "RELEVANCE_MIN_SHARED", "TEMPLATE_SHARE", "STOPWORDS", "words",
            "opening", "content_words", "is_relevant", "is_echo", "distinct_n", "ReplyStats", "reply_stats",
-           "gaming_table", "TemplateCollapse", "template_collapse", "gallery"]
+           "gaming_table", "TemplateCollapse", "template_collapse", "gallery", "format_gallery"]
 
 #: Words in a reply's opening.
 OPENING_WORDS = 5
@@ -361,3 +361,13 @@ def gallery(samples: Any, channels: Sequence[str], *, prompts: Sequence[str] | N
             out.append({"prompt": p, "arm": a, "reply": r["completion"], **{c: float(r[c]) for c in chans},
                         "words": len(words(r["completion"])), "cut": not bool(r["ended"])})
     return pd.DataFrame(out).set_index(["prompt", "arm"])
+
+
+def format_gallery(table: Any, digits: int = 2) -> Any:
+    """:func:`gallery` for people: rewards to ``digits`` decimals, ``cut`` as ``"yes"`` / ``"no"``."""
+    t = table.copy()
+    for c in t.columns:
+        if c not in ("reply", "words", "cut"):
+            t[c] = t[c].map(lambda v: fmt(v, digits))
+    t["cut"] = t["cut"].map(lambda v: "yes" if v else "no")
+    return t

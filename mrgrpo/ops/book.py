@@ -12,6 +12,11 @@ A stored run is a second copy of a chapter, so its cross-reference labels
 chapter's own. The runner prefixes every label it finds in the markdown cells
 with the run's name and puts a short header cell on top that says which
 parameters produced the run and how to repeat it.
+
+What a run writes to stderr (progress bars, one-off notices such as a model cache
+being built) is log, not result: :func:`move_stderr_to_metadata` takes it out of the
+rendered outputs and keeps it, each progress bar reduced to its last frame, in the
+notebook's ``metadata.mrgrpo.run.stderr``.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ __all__ = [
     "default_run_name",
     "repeat_command",
     "relabel_markdown",
+    "move_stderr_to_metadata",
     "run_chapter",
 ]
 
@@ -120,6 +126,46 @@ def _header_cell(nbformat, title: str, stem: str, parameters: Mapping[str, Any],
         f"Repeat it with\n\n```bash\n{command}\n```\n"
     )
     return nbformat.v4.new_markdown_cell(src)
+
+
+def _last_frames(text: str) -> str:
+    """Each line as a terminal would leave it: a progress bar's ``\\r`` frames reduced to the last one."""
+    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]
+    return "\n".join(line for line in lines if line.strip())
+
+
+def move_stderr_to_metadata(nb: Any) -> int:
+    """Move every stderr stream output of ``nb`` into ``nb.metadata["mrgrpo"]["run"]["stderr"]``.
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        An executed notebook (version 4), changed in place.
+
+    Returns
+    -------
+    int
+        How many stderr outputs were moved. The log keeps one entry per code cell that
+        wrote to stderr, ``{"cell": index, "text": ...}``, with consecutive outputs joined
+        and progress-bar frames reduced to the last.
+    """
+    log = []
+    for index, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        kept, moved = [], []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                moved.append(output.get("text", ""))
+            else:
+                kept.append(output)
+        if moved:
+            cell["outputs"] = kept
+            log.append({"cell": index, "text": _last_frames("".join(moved)), "outputs": len(moved)})
+    if log:
+        run = nb.metadata.setdefault("mrgrpo", {}).setdefault("run", {})
+        run["stderr"] = run.get("stderr", []) + [{"cell": e["cell"], "text": e["text"]} for e in log]
+    return sum(e["outputs"] for e in log)
 
 
 def _check_timeout(timeout: float | None) -> int | None:
@@ -284,6 +330,7 @@ def run_chapter(
         "chapter": f"chapters/{stem}.md",
         "parameters": {k: repr(v) for k, v in parameters.items()},
     }
+    move_stderr_to_metadata(executed)
     with atomic_path(out) as tmp:
         nbformat.write(executed, str(tmp))
     return out

@@ -10,6 +10,7 @@ builds in memory, so the Tier-3 chapter renders either.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,28 @@ def _records(run: Path, stem: str) -> list[dict]:
     return records
 
 
-def load_runs(runs_dir: str | os.PathLike) -> Comparison:
+def _rescored(replies: Any, reward_fn: Any, channels: list[str]) -> Any:
+    """``replies`` with each channel recomputed by ``reward_fn(completion, prompt)`` from the stored text."""
+    names = list(getattr(reward_fn, "channel_names", ()))
+    if names != channels:
+        raise ValueError(f"the rescoring reward's channels {names} are not the runs' {channels}")
+    scores = [reward_fn(c, p) for c, p in zip(replies["completion"], replies["prompt"])]
+    out = replies.copy()
+    for i, name in enumerate(channels):
+        out[name] = [float(r[i]) for r in scores]
+    return out
+
+
+def _eval_record(replies: Any, channels: list[str], weights: list[float]) -> dict:
+    """The held-out means of one evaluation, recomputed from its replies (as the trainer computes them)."""
+    import numpy as np
+
+    r = replies[channels].to_numpy(float)
+    return {**{c: float(v) for c, v in zip(channels, r.mean(axis=0))},
+            "aggregate": float((r @ np.asarray(weights, dtype=float)).mean())}
+
+
+def load_runs(runs_dir: str | os.PathLike, *, reward_fn: Any = None, base_task: str | None = None) -> Comparison:
     """Every run folder under ``runs_dir`` as ``(evals, curves, untrained, samples)``.
 
     Each folder must hold a finished run that evaluated the untrained policy first (as
@@ -42,6 +64,20 @@ def load_runs(runs_dir: str | os.PathLike) -> Comparison:
     mean of the splits' untrained evaluations (equal weights: every split has the same
     number of prompts, else the runs are refused).
 
+    A run is labelled by its mode (:data:`~mrgrpo.train.experiment.MODE_LABELS`); a run
+    trained on another task than ``base_task`` (default: the folder's most common task) is
+    labelled ``"<mode>, <task>"`` (``"NA, fintech-ungated"``), so arms that differ in their
+    reward stay apart.
+
+    Parameters
+    ----------
+    runs_dir : path
+    reward_fn : callable, optional
+        Score every evaluated reply again with ``reward_fn(completion, prompt_text)`` (its
+        ``channel_names`` must be the runs'), and recompute the evaluations from them: arms
+        trained on different rewards are then compared on one. A reward that needs more than
+        the prompt's text (a math answer key) cannot rescore.
+
     Raises
     ------
     ValueError
@@ -54,10 +90,14 @@ def load_runs(runs_dir: str | os.PathLike) -> Comparison:
     runs = sorted(p for p in root.iterdir() if p.is_dir() and read_run_config(p)[0]) if root.is_dir() else []
     if not runs:
         raise ValueError(f"no run folders under {root}")
+    tasks = {run: (read_run_info(run) or {}).get("task") for run in runs}
+    common = base_task if base_task is not None else Counter(tasks.values()).most_common(1)[0][0]
     evals, curves, samples, splits = [], [], [], {}
     for run in runs:
         cfg = read_run_config(run)[0]
         label, seed = MODE_LABELS[cfg["mode"]], int(cfg["seed"])
+        if tasks[run] != common:
+            label = f"{label}, {tasks[run]}"
         ev = _records(run, "eval")
         if ev[0]["step"] != 0 or len(ev) < 2:
             raise ValueError(f"{run}: expected an untrained evaluation (step 0) and a final one, got steps "
@@ -65,6 +105,11 @@ def load_runs(runs_dir: str | os.PathLike) -> Comparison:
         keys = [k for k in ev[0] if k not in ("step", "completion_len", "truncated_frac")]
         replies = pd.DataFrame(_records(run, "eval_samples"))
         first, last = replies["step"].min(), replies["step"].max()
+        if reward_fn is not None:
+            channels = [k for k in keys if k != "aggregate"]
+            replies = _rescored(replies, reward_fn, channels)
+            ev = [{**ev[0], **_eval_record(replies[replies["step"] == first], channels, cfg["weights"])},
+                  {**ev[-1], **_eval_record(replies[replies["step"] == last], channels, cfg["weights"])}]
         split = frozenset(replies.loc[replies["step"] == first, "prompt"])
         base = {k: float(ev[0][k]) for k in keys}
         if split not in splits:

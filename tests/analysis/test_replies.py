@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrgrpo.analysis.replies import (TEMPLATE_SHARE, content_words, distinct_n, gallery, gaming_table, is_echo,
-                                     is_relevant, opening, reply_stats, template_collapse, words)
+from mrgrpo.analysis.replies import (TEMPLATE_SHARE, content_words, distinct_n, format_gallery, gallery, gaming_table,
+                                     is_echo, is_relevant, opening, reply_stats, template_collapse, words)
 
 CH = ["compliance", "politeness", "action"]
 REQUEST = "I'm really worried. Can you tell me how much is in my checking account right now? Please help."
@@ -147,6 +147,15 @@ def test_template_collapse_rejects_bad_calls():
 
 
 # --------------------------------------------------------------------------- gallery
+def test_format_gallery_rounds_rewards_and_words_the_cut():
+    g = gallery(make_samples(), CH, n=2)
+    shown = format_gallery(g)
+    assert shown["cut"].tolist() == ["yes" if c else "no" for c in g["cut"]] and set(shown["cut"]) == {"yes", "no"}
+    assert shown["politeness"].iloc[0] == "0.50"
+    assert shown["reply"].tolist() == g["reply"].tolist() and shown["words"].tolist() == g["words"].tolist()
+    assert format_gallery(g.assign(cut=False))["cut"].unique().tolist() == ["no"]
+
+
 def test_gallery_shows_the_same_prompts_across_arms():
     s = make_samples(n_template=(20, 0), arms=("untrained", "NA", "AN"))
     g = gallery(s, CH, n=2)

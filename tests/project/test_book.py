@@ -21,8 +21,8 @@ import nbformat
 import pytest
 import yaml
 
-from mrgrpo.ops.book import (check_value, default_run_name, parameter_names, parse_value, relabel_markdown,
-                              repeat_command, resolve_chapter)
+from mrgrpo.ops.book import (check_value, default_run_name, move_stderr_to_metadata, parameter_names, parse_value,
+                              relabel_markdown, repeat_command, resolve_chapter)
 
 ROOT = Path(__file__).resolve().parents[2]
 # Pages that are plain MyST markdown on purpose (no code to execute).
@@ -249,6 +249,8 @@ TINY = textwrap.dedent(
     assert Path("tiny.md").is_file()  # papermill runs in chapters/
     if fail:
         raise RuntimeError("asked to fail")
+    import sys
+    sys.stderr.write("bar  50%\\rbar 100%\\n")
     print("y =", 2 * x, "sum =", sum(sizes))
     ```
     """
@@ -287,6 +289,25 @@ def test_book_run_stores_executed_notebook(tiny_book):
     assert "{eq}`tiny__x-21_sizes-10-20-30-eq-tiny`" in md
     assert "# Tiny chapter" not in md  # the header carries the title
     assert nb.metadata["mrgrpo"]["run"]["parameters"] == {"x": "21", "sizes": "[10, 20, 30]"}
+    # stderr is log, not result: out of the page, kept in the metadata
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("name") == "stderr"]
+    assert [e["text"] for e in nb.metadata["mrgrpo"]["run"]["stderr"]] == ["bar 100%"]
+
+
+def test_move_stderr_to_metadata_keeps_the_last_frame_and_other_outputs():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), nbformat.v4.new_code_cell("x")]
+    nb.cells[1].outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="converting once\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="\rtensors:   0%| 0/9"),
+        nbformat.v4.new_output("stream", name="stderr", text="\rtensors: 100%| 9/9\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="result 42\n"),
+    ]
+    assert move_stderr_to_metadata(nb) == 3
+    assert [o["name"] for o in nb.cells[1].outputs] == ["stdout"]
+    assert nb.metadata["mrgrpo"]["run"]["stderr"] == [{"cell": 1, "text": "converting once\ntensors: 100%| 9/9"}]
+    assert move_stderr_to_metadata(nb) == 0  # nothing left to move; the log is kept
+    assert len(nb.metadata["mrgrpo"]["run"]["stderr"]) == 1
 
 
 def test_book_run_out_path(tiny_book):
@@ -412,10 +433,43 @@ SMALL = {
     "planner": {"n_boot": 200},
     "tier3": {"steps": 2, "seeds": [0], "n_train": 8, "n_eval": 8},
     "heterogeneity": {"n_boot": 200},
+    "tier3_preregistered": {"n_boot": 200},
     "real_scores": {"n_prompts": 6, "K": 3, "m_max": 16, "n_boot": 100},
     "integrations": {"steps": 2, "n_train": 16, "batch_prompts": 2, "m": 4, "max_new_tokens": 24},
     "rerun": {},
 }
+
+
+@pytest.mark.slow
+def test_preregistered_chapter_compares_the_arms_once_runs_land(tmp_path):
+    """The pre-registered Tier-3 page with finished runs in place (the earlier SmolLM2 runs stand in)."""
+    import shutil
+
+    import papermill as pm
+
+    data = tmp_path / "data"
+    (data / "runs").mkdir(parents=True)
+    for f in ("design.json", "predictions.json"):
+        shutil.copy(ROOT / "data" / "smollm2-tier3-shared" / f, data / f)
+    for run in ("na-s0", "na-s1", "an-s0", "an-s1"):
+        shutil.copytree(ROOT / "data" / "smollm2-tier3" / run, data / "runs" / run)
+    nb = jupytext.read(ROOT / "chapters" / "tier3_preregistered.md")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "pre.ipynb")
+    out = pm.execute_notebook(str(tmp_path / "pre.ipynb"), str(tmp_path / "out.ipynb"),
+                              parameters={"data_dir": str(data), "n_boot": 200}, cwd=str(ROOT / "chapters"),
+                              kernel_name="python3", progress_bar=False)
+    text = "\n".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", ""))
+                     for c in out.cells if c.cell_type == "code" for o in c.outputs)
+    assert "AN vs NA: aggregate" in text and "+0.140 [+0.129, +0.152]" in text  # the earlier runs' paired gap
+    assert "waiting for at least 2 paired seeds of both arms:\n  conditioning vs reweighting: aggregate" in text
+    assert "4 of 14" not in text and "2 of 4" in text
+    glued = {o["metadata"]["scrapbook"]["name"]: o["data"].get("application/papermill.record/text/plain",
+                                                                 o["data"].get("text/plain", ""))
+             for c in out.cells if c.cell_type == "code" for o in c.outputs if "scrapbook" in o.get("metadata", {})}
+    assert "AN is higher than NA, against the expected direction" in glued["pre_primary"]
+    assert "gaming" in glued["pre_primary"]  # AN collapsed to a template in those runs
+    assert glued["pre_done"] == "4"
 
 
 @pytest.mark.slow

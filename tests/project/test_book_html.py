@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from mrgrpo.analysis import ledger
+
 ROOT = Path(__file__).resolve().parents[2]
 HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))
 # Integer-valued columns (group sizes, seeds, counts): a cell "4.0" in one is debris.
@@ -243,8 +245,13 @@ def test_intro_has_a_complete_dashboard_and_the_money_plot(pages):
     assert len(dash) == 1, "the intro page has no results dashboard"
     rows = dash[0]["body"]
     assert len(rows) >= 10, f"the dashboard has {len(rows)} rows"
-    empty = [i for i, row in enumerate(rows) if len(row) != 4 or not all(c.strip() for c in row)]
+    width = max(len(row) for row in dash[0]["head"])
+    assert width == 6, f"the dashboard has {width} columns, not claim/status/tiny/SmolLM2/paper/verdict"
+    empty = [i for i, row in enumerate(rows) if len(row) != width or not all(c.strip() for c in row)]
     assert not empty, f"dashboard rows with an empty cell: {empty}"
+    statuses = {f"{mark} {word}" for word, mark in ledger.MARKS.items()}
+    unknown = [row[1] for row in rows if row[1] not in statuses]
+    assert not unknown, f"dashboard status cells that are not a ledger mark: {unknown}"
     intro_html = (HTML / "chapters" / "intro.html").read_text()
     assert re.search(r"<img[^>]+src=\"[^\"]+\.png\"", intro_html), "the intro page shows no money plot"
 

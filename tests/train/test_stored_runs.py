@@ -63,6 +63,45 @@ def test_runs_that_do_not_share_an_untrained_policy_are_refused(runs, tmp_path):
         load_runs(tmp_path / "empty")
 
 
+def test_a_run_on_another_task_is_its_own_arm_and_rescoring_puts_every_arm_on_one_reward(runs, tmp_path):
+    import shutil
+
+    root = tmp_path / "arms"
+    shutil.copytree(runs / "stored", root)
+    shutil.copytree(root / "na-s0", root / "na-other-s0")
+    info = json.loads((root / "na-other-s0" / "run_info.json").read_text())
+    (root / "na-other-s0" / "run_info.json").write_text(json.dumps({**info, "task": "mini-math-other"}))
+    evals, _, _, samples = load_runs(root)
+    assert sorted(evals["mode"]) == ["AN", "NA", "NA, mini-math-other", "single-reward"]
+    named = load_runs(root, base_task="mini-math-other").evals["mode"]
+    assert sorted(named) == ["AN, mini-math", "NA", "NA, mini-math", "single-reward, mini-math"]
+    channels = [c for c in samples.columns if c in ("correctness", "length", "format")]
+    weights = json.loads((root / "na-s0" / "config.json").read_text())["weights"]
+
+    class Fixed:
+        """Scores a reply by its length in characters only (a reward that reads the reply alone)."""
+        channel_names = tuple(channels)
+
+        def __call__(self, completion, prompt):
+            assert isinstance(completion, str) and isinstance(prompt, str)
+            return [float(len(completion) % 3 == i) for i in range(len(channels))]
+
+    evals, _, untrained, samples = load_runs(root, reward_fn=Fixed())
+    expect = [[float(len(c) % 3 == i) for i in range(len(channels))] for c in samples["completion"]]
+    assert samples[channels].to_numpy().tolist() == expect
+    na = samples[samples["mode"] == "NA"]
+    row = evals.set_index("mode").loc["NA"]
+    assert row["aggregate"] == pytest.approx(float((na[channels].to_numpy() @ weights).mean()))
+    base = samples[samples["mode"] == "untrained"]
+    assert untrained["aggregate"] == pytest.approx(float((base[channels].to_numpy() @ weights).mean()))
+
+    class Other(Fixed):
+        channel_names = ("a", "b")
+
+    with pytest.raises(ValueError, match="rescoring reward's channels"):
+        load_runs(root, reward_fn=Other())
+
+
 def test_runs_on_different_splits_are_paired_within_each_split(runs, tmp_path):
     """Seeds that drew their own held-out prompts: one untrained evaluation per split, their mean overall."""
     import shutil

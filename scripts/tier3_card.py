@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Write the card (``README.md``) of the pre-registered Tier-3 runs from what has landed.
+
+    python scripts/tier3_card.py [--data data/smollm2-tier3-shared]
+
+One row per exported run (training-step time summed from its metrics; held-out aggregate
+before and after, scored with the paper's fintech reward), the runs still to come, the
+command, and the versions of the machine that writes the card.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import platform
+import sys
+from pathlib import Path
+
+from mrgrpo.analysis.preregistered import load_design, run_progress
+from mrgrpo.core.files import atomic_write_text
+from mrgrpo.tasks import task_reward
+from mrgrpo.train.stored_runs import load_runs
+
+
+def card(data: Path) -> str:
+    design = load_design(data)
+    runs = data / "runs"
+    progress = run_progress(design, runs)
+    done, planned = int(progress["_done"].sum()), design.n_runs
+    lines = [f"# SmolLM2-135M-Instruct on fintech: pre-registered Tier-3 runs ({done} of {planned} finished)", "",
+             "Design, predictions and the reasons for both: `DESIGN.md`, `design.json`, `predictions.json` "
+             "(written before the first run). Each folder under `runs/` holds one finished run's records "
+             "(`config.json`, `run_info.json`, `metrics.json`, `eval.json`, `eval_samples.json`: 64 shared "
+             "held-out prompts, greedy, before training and after); no weights. Read by "
+             "`chapters/tier3_preregistered.md`.", "",
+             "Made with (one run at a time, one torch thread, resumable):", "", "```",
+             "OMP_NUM_THREADS=1 PY=.venv/bin/python bash scripts/tier3_runs.sh", "```", ""]
+    rows, total = [], 0.0
+    if done:
+        comparison = load_runs(runs, reward_fn=task_reward("fintech"), base_task="fintech")
+        for folder in sorted(p for p in runs.iterdir() if p.is_dir()):
+            metrics = json.loads((folder / "metrics.json").read_text())
+            evals = json.loads((folder / "eval.json").read_text())
+            seconds = sum(float(r["step_time"]) for r in metrics)
+            total += seconds
+            replies = json.loads((folder / "eval_samples.json").read_text())
+            last = [r for r in replies if r["step"] == evals[-1]["step"]]
+            tokens = sum(r["n_tokens"] for r in last) / len(last)
+            rows.append(f"| {folder.name} | {len(metrics)} | {seconds:.0f} | {seconds / len(metrics):.1f} | "
+                        f"{tokens:.1f} |")
+        lines += [f"Training-step time of the {done} runs stored: {total / 60:.1f} minutes in all "
+                  "(evaluation and loading add about 3 minutes per run).", "",
+                  "| run | steps | training-step time (s) | per step (s) | mean reply tokens (trained) |",
+                  "|---|--:|--:|--:|--:|", *rows, ""]
+        untrained = comparison.untrained["aggregate"]
+        lines += [f"Held-out aggregate of the untrained policy, scored with the paper's reward: {untrained:.3f}.", ""]
+    todo = [f"{arm}-s{s}" for arm, a in design.arms.items() for s in a.seeds if not (runs / f"{arm}-s{s}").is_dir()]
+    lines += ["Still to run: " + (", ".join(todo) if todo else "none") + ".", "",
+              "Versions of the machine that wrote this card: "
+              + ", ".join(f"{d} {importlib.metadata.version(d)}" for d in ("torch", "transformers", "peft"))
+              + f", Python {platform.python_version()}, {platform.machine()}.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data/smollm2-tier3-shared", help="the design's folder")
+    args = ap.parse_args(argv)
+    data = Path(args.data)
+    atomic_write_text(data / "README.md", card(data))
+    print(f"wrote {data / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
