@@ -32,6 +32,8 @@ __all__ = ["TASKS", "FINTECH_TASKS", "TaskSetup", "TaskSettings", "task_reward",
 
 #: The task names :func:`task_setup` accepts.
 TASKS = ("mini-math", "mini-math-strict", "fintech", "fintech-ungated", "gsm8k")
+#: The most prompts a run may ask for (training or held-out): far above any task's pool.
+MAX_PROMPTS = 10**6
 #: The tasks over the fintech scenarios (one prompt list; no tokenizer needed).
 FINTECH_TASKS = ("fintech", "fintech-ungated")
 #: The paper's length target for GSM8K completions (tokens).
@@ -77,10 +79,11 @@ class TaskSettings:
                      "(its prompts; a strict answer-sentence verifier and a format channel), fintech, "
                      "fintech-ungated (politeness not gated by compliance), gsm8k",
                      choices=TASKS, section="task")
-    n_train: int = knob(400, "training prompts", low=1)
-    n_eval: int = knob(64, "held-out evaluation prompts (0: none)", low=0)
+    n_train: int = knob(400, "training prompts", low=1, high=MAX_PROMPTS)
+    n_eval: int = knob(64, "held-out evaluation prompts (0: none)", low=0, high=MAX_PROMPTS)
     data_seed: Optional[int] = knob(None, "seed of the train / held-out prompt split (none: the run's seed; fix it "
-                                    "to evaluate several seeds on the same held-out prompts)", low=0)
+                                    "to evaluate several seeds on the same held-out prompts)", low=0,
+                                    high=2**32 - 1)
     L0: Optional[float] = knob(None, "length target of the math tasks in tokens (none: 32 on mini-math, "
                                "200 on gsm8k)", low=0, low_open=True)
     gsm8k_path: Optional[str] = knob(None, "a local GSM8K .jsonl or .parquet (offline use)", path=True,

@@ -94,3 +94,12 @@ def test_reward_defaults_and_bad_input():
         task_setup("chess")
     with pytest.raises(ValueError, match="n_eval must be a non-negative int"):
         task_setup("fintech", n_train=2, n_eval=-1)
+
+
+@pytest.mark.parametrize("field, value", [("n_train", 10**12), ("n_eval", 10**7), ("data_seed", 2**40)])
+def test_task_settings_refuse_sizes_no_task_can_hold(field, value):
+    from mrgrpo.tasks.registry import MAX_PROMPTS, TaskSettings
+
+    assert TaskSettings(n_train=MAX_PROMPTS).n_train == MAX_PROMPTS
+    with pytest.raises(ValueError, match=field):
+        TaskSettings(**{field: value})
