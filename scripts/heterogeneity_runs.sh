@@ -2,7 +2,8 @@
 # Train the runs of the channel-heterogeneity experiment (chapters/heterogeneity.md), one at a
 # time, and export each finished run's records (config, metrics, evaluations, evaluated replies;
 # no weights; JSON only) into $DEST. Rerun the same command after an interruption: finished runs are
-# skipped, a run with a checkpoint resumes from it (--resume), a run without one starts again.
+# skipped, a run with a checkpoint resumes from it (--resume), a run without one starts again
+# (scripts/run_queue.sh).
 #
 #   OMP_NUM_THREADS=1 nohup bash scripts/heterogeneity_runs.sh > heterogeneity.log 2>&1 &
 #
@@ -16,25 +17,13 @@ MODES=${MODES:-"na an"}
 WORK=${WORK:-/tmp/heterogeneity-runs}
 DEST=${DEST:-data/heterogeneity/runs}
 PY=${PY:-python}
+source "$(dirname "$0")/run_queue.sh"
 mkdir -p "$WORK" "$DEST"
 for seed in $SEEDS; do
   for mode in $MODES; do
-    name="$mode-s$seed"
-    run="$WORK/$name"
-    if [ -d "$DEST/$name" ]; then
-      echo "$name: exported already, skipped"
-      continue
-    fi
-    start=(--overwrite)
-    if compgen -G "$run/checkpoints/*" > /dev/null; then
-      start=(--resume)
-    fi
-    echo "$name: ${start[*]} $(date -u +%FT%TZ)"
-    /usr/bin/time -f "$name: %e s wall, %U s user, %S s sys" \
-      "$PY" -m mrgrpo train --preset tiny --task mini-math-strict --n-train 400 --n-eval 256 --data-seed 0 \
-        --mode "$mode" --seed "$seed" --weights 1,0.5 --n-steps "$STEPS" --max-new-tokens 72 \
-        --eval-every 0 --checkpoint-every 10 --device cpu --no-progress --out "$run" "${start[@]}"
-    "$PY" scripts/export_run_records.py "$run" "$DEST/$name"
+    train_one "$mode-s$seed" --preset tiny --task mini-math-strict --n-train 400 --n-eval 256 --data-seed 0 \
+      --mode "$mode" --seed "$seed" --weights 1,0.5 --n-steps "$STEPS" --max-new-tokens 72 \
+      --eval-every 0 --checkpoint-every 10 --device cpu --no-progress
   done
 done
 echo "all runs done $(date -u +%FT%TZ)"

@@ -2,7 +2,8 @@
 # Train Tier 3's SmolLM2 runs (data/smollm2-tier3-shared/DESIGN.md), one at a time, and export
 # each finished run's records (no weights; JSON only) into $DEST. Rerun the same command after an
 # interruption: exported runs are skipped, a run with a checkpoint resumes from it (--resume), a
-# run without one starts again.
+# run without one starts again. Two copies may run at once (one per core): each run is locked
+# by the copy that trains it, and the other copy moves on to the next (scripts/run_queue.sh).
 #
 #   OMP_NUM_THREADS=1 MRGRPO_CACHE=... nohup bash scripts/tier3_runs.sh > tier3.log 2>&1 &
 #
@@ -22,6 +23,7 @@ SINGLE_SEEDS=${SINGLE_SEEDS:-"0 1"}
 WORK=${WORK:-runs/tier3-shared}
 DEST=${DEST:-data/smollm2-tier3-shared/runs}
 PY=${PY:-python}
+source "$(dirname "$0")/run_queue.sh"
 mkdir -p "$WORK" "$DEST"
 for seed in $SEEDS; do
   for arm in $ARMS; do
@@ -30,35 +32,11 @@ for seed in $SEEDS; do
       na-ungated) task=fintech-ungated; mode=na ;;
       single) [[ " $SINGLE_SEEDS " == *" $seed "* ]] || continue ;;
     esac
-    name="$arm-s$seed"
-    run="$WORK/$name"
-    if [ -d "$DEST/$name" ]; then
-      echo "$name: exported already, skipped"
-      continue
-    fi
-    exec {lock}>"$WORK/.$name.lock"
-    if ! flock -n "$lock"; then
-      echo "$name: another copy is training it, skipped"
-      exec {lock}>&-
-      continue
-    fi
-    if [ -d "$DEST/$name" ]; then  # finished by the other copy meanwhile
-      exec {lock}>&-
-      continue
-    fi
-    start=(--overwrite)
-    if compgen -G "$run/checkpoints/*" > /dev/null; then
-      start=(--resume)
-    fi
-    echo "$name: ${start[*]} $(date -u +%FT%TZ)"
-    /usr/bin/time -f "$name: %e s wall, %U s user, %S s sys" \
-      "$PY" -m mrgrpo train --preset none --model smollm2-135m-instruct --task "$task" --n-train 400 --n-eval 64 \
-        --data-seed 0 --mode "$mode" --seed "$seed" --weights 1,1,0.5 --lora-r 16 --lora-alpha 32 \
-        --lora-target-modules q_proj,k_proj,v_proj,o_proj --m 8 --batch-prompts 2 --max-new-tokens 64 \
-        --temperature 0.8 --lr 1e-3 --kl-coef 0.05 --n-steps "$STEPS" --eval-temperature 0 --eval-batch-size 64 \
-        --checkpoint-every 4 --device cpu --dtype float32 --no-progress --out "$run" "${start[@]}"
-    "$PY" scripts/export_run_records.py "$run" "$DEST/$name"
-    exec {lock}>&-
+    train_one "$arm-s$seed" --preset none --model smollm2-135m-instruct --task "$task" --n-train 400 --n-eval 64 \
+      --data-seed 0 --mode "$mode" --seed "$seed" --weights 1,1,0.5 --lora-r 16 --lora-alpha 32 \
+      --lora-target-modules q_proj,k_proj,v_proj,o_proj --m 8 --batch-prompts 2 --max-new-tokens 64 \
+      --temperature 0.8 --lr 1e-3 --kl-coef 0.05 --n-steps "$STEPS" --eval-temperature 0 --eval-batch-size 64 \
+      --checkpoint-every 4 --device cpu --dtype float32 --no-progress
   done
 done
 echo "all runs done $(date -u +%FT%TZ)"

@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from _tiny_lm import build_tiny_lm  # noqa: E402
+from folder_support import all_files, foreign_run_files  # noqa: E402
 
 from mrgrpo.cli import build_parser, main  # noqa: E402
 from mrgrpo.cli.train import build_config  # noqa: E402
@@ -136,10 +137,6 @@ def test_cli_train_writes_metrics_eval_adapter_and_resumes(tiny_path, tmp_path, 
     assert "4 prompts, one completion each, greedy" in capsys.readouterr().out
 
 
-def all_files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
-
-
 def test_a_finished_run_is_not_overwritten_without_overwrite(tiny_path, tmp_path, capsys):
     out = tmp_path / "run"
     args = small_run(tiny_path, out)
@@ -204,14 +201,10 @@ def one_line_refusal(argv, capsys) -> str:
 
 def test_overwrite_never_deletes_files_it_did_not_make(tiny_path, tmp_path, capsys):
     d = tmp_path / "d"
-    (d / "checkpoints").mkdir(parents=True)
-    (d / "adapter").mkdir()
-    (d / "checkpoints" / "mine.bin").write_text("x")
-    (d / "adapter" / "mine.safetensors").write_text("x")
-    (d / "config.json").write_text("{}")
+    theirs = foreign_run_files(d)
     err = one_line_refusal(small_run(tiny_path, d) + ["--n-steps", "1", "--overwrite"], capsys)
     assert "(config.json, adapter/, checkpoints/) without a .mrgrpo-folder.json" in err and "move it away" in err
-    assert all_files(d) == {"adapter/mine.safetensors": b"x", "checkpoints/mine.bin": b"x", "config.json": b"{}"}
+    assert all_files(d) == theirs
 
 
 def test_overwrite_of_the_current_folder_keeps_another_projects_checkpoints(tiny_path, tmp_path, monkeypatch,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from folder_support import foreign_run_files
+
 from mrgrpo.core import run_folder as rf
 from mrgrpo.core.run_folder import MARKER, PREVIOUS, FolderKind
 
@@ -225,11 +227,7 @@ def test_run_guard_refuses_issue_21_probe_1(tmp_path):
     from mrgrpo.train.run_guard import claim_out_dir
 
     d = tmp_path / "d"
-    (d / "checkpoints").mkdir(parents=True)
-    (d / "adapter").mkdir()
-    (d / "checkpoints" / "mine.bin").write_text("x")
-    (d / "adapter" / "mine.safetensors").write_text("x")
-    (d / "config.json").write_text("{}")
+    foreign_run_files(d)
     proj = tmp_path / "proj"
     (proj / "checkpoints" / "other_project").mkdir(parents=True)
     (proj / "checkpoints" / "other_project" / "w.bin").write_text("w")

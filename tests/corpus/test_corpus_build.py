@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from folder_support import all_files
 
 from mrgrpo.corpus import load_npz, load_parquet, pack_for_analysis, run_corpus
 from mrgrpo.corpus.build import build_corpus
@@ -108,10 +109,6 @@ def test_cli_builds_and_refuses_to_overwrite(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ issue 21, probes 3, 4 and 16: the corpus folder guard
-def all_files(folder) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def cli(argv, capsys) -> tuple[int, list]:
     from mrgrpo.cli import main
 
