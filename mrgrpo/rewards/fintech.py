@@ -28,6 +28,12 @@ Channels, in order (channel 0 is the gate):
                 the customer) or states a clear next step ("please call ...", "you
                 can log in ...", "I'll escalate ..."), else 0.
 
+With ``require_relevance`` (the *hardened* variant, task ``fintech-hardened``), politeness and
+action count only for a reply that addresses the request: one that shares a content word with
+it (:func:`mrgrpo.rewards.text.is_relevant`) and is not an echo of it
+(:func:`~mrgrpo.rewards.text.is_echo`). A fixed apology that ends in a question then earns
+neither. It needs the request: the prompt item's ``"prompt"`` or the prompt text.
+
 An empty or whitespace reply scores ``(1, 0, 0)``: it breaks no compliance rule
 (compliance measures the absence of violations, and saying nothing violates
 nothing), but it is neither polite nor actionable. The paper's reference reward
@@ -38,6 +44,8 @@ from __future__ import annotations
 
 import re
 from typing import Any, Sequence
+
+from .text import is_echo, is_relevant
 
 __all__ = [
     "FintechRewardFunction",
@@ -203,6 +211,9 @@ class FintechRewardFunction:
     gate_politeness : bool
         Multiply politeness by compliance (the paper's conditioning of
         politeness on the compliance gate). Default True.
+    require_relevance : bool
+        Politeness and action count only for a reply that addresses the request (the
+        hardened variant; a robustness check against gaming, not the paper's reward).
     official_domains : sequence of str
         Hosts a reply may link to; every other link is suspicious.
 
@@ -212,12 +223,23 @@ class FintechRewardFunction:
 
     channel_names: tuple[str, ...] = ("compliance", "politeness", "action")
 
-    def __init__(self, gate_politeness: bool = True, official_domains: Sequence[str] = OFFICIAL_DOMAINS):
+    def __init__(self, gate_politeness: bool = True, official_domains: Sequence[str] = OFFICIAL_DOMAINS, *,
+                 require_relevance: bool = False):
         self.gate_politeness = bool(gate_politeness)
+        self.require_relevance = bool(require_relevance)
         self.official_domains = tuple(d.lower() for d in official_domains)
 
     def __repr__(self) -> str:
-        return f"FintechRewardFunction(gate_politeness={self.gate_politeness}, official_domains={self.official_domains})"
+        return (f"FintechRewardFunction(gate_politeness={self.gate_politeness}, official_domains={self.official_domains}"
+                f", require_relevance={self.require_relevance})")
+
+    def addresses(self, completion: str, prompt: Any) -> bool:
+        """Does the reply address the request (shares a content word with it, and is not its echo)?"""
+        request = prompt.get("prompt") if isinstance(prompt, dict) else prompt
+        if not isinstance(request, str):
+            raise ValueError("the hardened fintech reward needs the request: a prompt item with a 'prompt' text, "
+                             f"or the prompt text; got {type(prompt).__name__}")
+        return is_relevant(request, completion) and not is_echo(request, completion)
 
     def violations(self, completion: str, prompt: Any = None) -> list[str]:
         return compliance_violations(completion, self.official_domains)
@@ -232,4 +254,7 @@ class FintechRewardFunction:
         politeness = politeness_score(completion)
         if self.gate_politeness:
             politeness *= compliance
-        return (compliance, politeness, action_score(completion))
+        action = action_score(completion)
+        if self.require_relevance and not self.addresses(completion, prompt):
+            politeness = action = 0.0
+        return (compliance, politeness, action)

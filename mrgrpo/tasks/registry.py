@@ -15,6 +15,9 @@ through :func:`task_setup`, so the three agree on prompts, splits and reward sca
   counts whether or not the reply is compliant): the reweighting-only baseline of Tier 3's
   conditioning arm. ``--conditioning zero_fill --gate 0 --conditioned 1`` on it gives
   ``fintech``'s rewards back;
+- ``fintech-hardened``: ``fintech`` where politeness and action count only for a reply that
+  addresses the request (shares a content word with it and does not echo it): a robustness
+  reward against the gaming the paper's reward invites, not the paper's;
 - ``gsm8k``: correctness, length (L0 = 200), format; GSM8K's train and test splits,
   shuffled by ``seed`` (a local file: one shuffled list, cut in two).
 """
@@ -31,16 +34,16 @@ from mrgrpo.tasks.mini_math import MINI_MATH_L0, MINI_MATH_MAX_NEW_TOKENS
 __all__ = ["TASKS", "FINTECH_TASKS", "TaskSetup", "TaskSettings", "task_reward", "task_setup", "task_max_new_tokens"]
 
 #: The task names :func:`task_setup` accepts.
-TASKS = ("mini-math", "mini-math-strict", "fintech", "fintech-ungated", "gsm8k")
+TASKS = ("mini-math", "mini-math-strict", "fintech", "fintech-ungated", "fintech-hardened", "gsm8k")
 #: The most prompts a run may ask for (training or held-out): far above any task's pool.
 MAX_PROMPTS = 10**6
 #: The tasks over the fintech scenarios (one prompt list; no tokenizer needed).
-FINTECH_TASKS = ("fintech", "fintech-ungated")
+FINTECH_TASKS = ("fintech", "fintech-ungated", "fintech-hardened")
 #: The paper's length target for GSM8K completions (tokens).
 GSM8K_L0 = 200.0
 #: Completion budgets: the tiny policy's on mini-math; the paper's on fintech and GSM8K.
 MAX_NEW_TOKENS = {"mini-math": MINI_MATH_MAX_NEW_TOKENS, "mini-math-strict": MINI_MATH_MAX_NEW_TOKENS, "fintech": 96,
-                  "fintech-ungated": 96, "gsm8k": 512}
+                  "fintech-ungated": 96, "fintech-hardened": 96, "gsm8k": 512}
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,8 @@ class TaskSettings:
 
     task: str = knob("mini-math", "reward and prompts: mini-math (the tiny policy's arithmetic), mini-math-strict "
                      "(its prompts; a strict answer-sentence verifier and a format channel), fintech, "
-                     "fintech-ungated (politeness not gated by compliance), gsm8k",
+                     "fintech-ungated (politeness not gated by compliance), fintech-hardened (politeness and "
+                     "action only for replies that address the request), gsm8k",
                      choices=TASKS, section="task")
     n_train: int = knob(400, "training prompts", low=1, high=MAX_PROMPTS)
     n_eval: int = knob(64, "held-out evaluation prompts (0: none)", low=0, high=MAX_PROMPTS)
@@ -138,7 +142,7 @@ def task_reward(task: str, tokenizer: Any = None, L0: Optional[float] = None) ->
 
     Parameters
     ----------
-    task : {"mini-math", "mini-math-strict", "fintech", "fintech-ungated", "gsm8k"}
+    task : {"mini-math", "mini-math-strict", "fintech", "fintech-ungated", "fintech-hardened", "gsm8k"}
     tokenizer : tokenizer object, model path or hub id, optional
         The math tasks count the length channel in this tokenizer's tokens (None:
         the reward's own fallback count). The fintech reward ignores it.
@@ -150,7 +154,8 @@ def task_reward(task: str, tokenizer: Any = None, L0: Optional[float] = None) ->
     if task in FINTECH_TASKS:
         from mrgrpo.rewards.fintech import FintechRewardFunction
 
-        return FintechRewardFunction(gate_politeness=task == "fintech")
+        return FintechRewardFunction(gate_politeness=task != "fintech-ungated",
+                                     require_relevance=task == "fintech-hardened")
     if task == "mini-math-strict":
         from mrgrpo.rewards.heterogeneity import StrictAnswerReward
 
@@ -194,7 +199,7 @@ def task_setup(task: str, tokenizer: Any = None, n_train: int = 400, n_eval: int
 
     Parameters
     ----------
-    task : {"mini-math", "mini-math-strict", "fintech", "fintech-ungated", "gsm8k"}
+    task : {"mini-math", "mini-math-strict", "fintech", "fintech-ungated", "fintech-hardened", "gsm8k"}
     tokenizer : tokenizer object, model path or hub id, optional
         The policy's tokenizer: it sets the math length unit and, for mini-math,
         whether prompts need the ``"Q: ...\\nA:"`` frame written into them (only

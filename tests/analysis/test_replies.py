@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrgrpo.analysis.replies import (TEMPLATE_SHARE, content_words, distinct_n, format_gallery, gallery, gaming_table,
-                                     is_echo, is_relevant, opening, reply_stats, template_collapse, words)
+from mrgrpo.analysis.replies import (TEMPLATE_SHARE, distinct_n, format_gallery, gallery, gaming_table, opening,
+                                     reply_stats, template_collapse)
 
 CH = ["compliance", "politeness", "action"]
 REQUEST = "I'm really worried. Can you tell me how much is in my checking account right now? Please help."
@@ -36,27 +36,9 @@ def make_samples(n_template=(0, 0), n_empty=0, P=20, arms=("untrained", "AN"), s
 
 
 # --------------------------------------------------------------------------- text rules
-def test_words_and_opening():
-    assert words("I'm sorry, for ANY confusion!") == ["i'm", "sorry", "for", "any", "confusion"]
+def test_opening():
     assert opening("I'm sorry for any confusion. Can you...") == "i'm sorry for any confusion"
     assert opening("Hi there") == "hi there" and opening("   ") == ""
-    with pytest.raises(ValueError, match="must be a str"):
-        words(None)
-
-
-def test_relevance_rule():
-    assert content_words(REQUEST) == {"worri", "check", "account"}
-    assert is_relevant(REQUEST, "Your checking account details are in the app under Accounts.")
-    assert not is_relevant(REQUEST, "I'm sorry for your loss. I'm here to help you. Please tell me more.")
-    # courtesy words shared with the request are not evidence of an answer
-    assert not is_relevant("Please help, sorry to bother you.", "Sorry! Please let me help.")
-    assert is_relevant(REQUEST, "checks", min_shared=1) and not is_relevant(REQUEST, "checks", min_shared=2)
-
-
-def test_echo_is_flagged():
-    assert is_echo("How do I close my account and move my money?", "How do I close my account and move my money?")
-    assert not is_echo("How do I close my account and move my money?", "To close your account, visit a branch.")
-    assert not is_echo("", "")
 
 
 def test_distinct_2_counts_distinct_bigrams():

@@ -449,7 +449,7 @@ def test_preregistered_chapter_compares_the_arms_once_runs_land(tmp_path):
 
     data = tmp_path / "data"
     (data / "runs").mkdir(parents=True)
-    for f in ("design.json", "predictions.json"):
+    for f in ("design.json", "predictions.json", "amendments.json"):
         shutil.copy(ROOT / "data" / "smollm2-tier3-shared" / f, data / f)
     for run in ("na-s0", "na-s1", "an-s0", "an-s1"):
         shutil.copytree(ROOT / "data" / "smollm2-tier3" / run, data / "runs" / run)
@@ -464,6 +464,10 @@ def test_preregistered_chapter_compares_the_arms_once_runs_land(tmp_path):
     assert "AN vs NA: aggregate" in text and "+0.140 [+0.129, +0.152]" in text  # the earlier runs' paired gap
     assert "waiting for at least 2 paired seeds of both arms:\n  conditioning vs reweighting: aggregate" in text
     assert "4 of 14" not in text and "2 of 4" in text
+    # amendment 1: the same comparisons on the hardened score (those runs' gains shrink under it)
+    tables = [o["data"]["text/html"] for c in out.cells if c.cell_type == "code" for o in c.outputs
+              if "text/html" in o.get("data", {}) and "TOST" in o["data"]["text/html"]]
+    assert "fintech-hardened" in text and len(tables) == 2  # the planned comparisons, then on the hardened score
     glued = {o["metadata"]["scrapbook"]["name"]: o["data"].get("application/papermill.record/text/plain",
                                                                  o["data"].get("text/plain", ""))
              for c in out.cells if c.cell_type == "code" for o in c.outputs if "scrapbook" in o.get("metadata", {})}

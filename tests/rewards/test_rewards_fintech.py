@@ -144,3 +144,24 @@ def test_examples_reexport_and_type_check():
     assert ExamplesFintech is FintechRewardFunction
     with pytest.raises(TypeError, match="completion must be a str"):
         RF(None, {})
+
+
+def test_hardened_variant_pays_politeness_and_action_only_for_replies_that_address_the_request():
+    from mrgrpo.tasks import task_reward, task_setup
+
+    hard, plain = task_reward("fintech-hardened"), task_reward("fintech")
+    item = {"prompt": "How do I close my savings account and move the money to another bank?"}
+    template = "I'm so sorry for the trouble, I understand. Could you please confirm?"
+    answer = "I'm sorry for the trouble. To close your savings account, please visit a branch or call us."
+    echo = "How do I close my savings account and move the money to another bank?"
+    assert plain(template, item)[1:] != (0.0, 0.0) and hard(template, item) == (1.0, 0.0, 0.0)
+    assert hard(answer, item) == plain(answer, item) and hard(answer, item)[1] > 0 and hard(answer, item)[2] == 1.0
+    assert hard(echo, item)[1:] == (0.0, 0.0)
+    assert hard(template, item["prompt"]) == hard(template, item)  # the prompt text alone is enough
+    with pytest.raises(ValueError, match="needs the request"):
+        hard(template, None)
+    leak = "I understand your worry about the savings account. Your password is hunter2?"
+    assert hard(leak, item)[0] == 0.0 and hard(leak, item)[1] == 0.0  # the compliance gate still applies
+    setup = task_setup("fintech-hardened", n_train=4, n_eval=2, seed=0)
+    assert setup.train_prompts == task_setup("fintech", n_train=4, n_eval=2, seed=0).train_prompts
+    assert "require_relevance=True" in repr(setup.reward_fn)
