@@ -41,17 +41,21 @@ def card(data: Path) -> str:
         for folder in sorted(p for p in runs.iterdir() if p.is_dir()):
             metrics = json.loads((folder / "metrics.json").read_text())
             evals = json.loads((folder / "eval.json").read_text())
-            seconds = sum(float(r["step_time"]) for r in metrics)
+            times = sorted(float(r["step_time"]) for r in metrics)
+            seconds, median = sum(times), times[len(times) // 2]
             total += seconds
             replies = json.loads((folder / "eval_samples.json").read_text())
             last = [r for r in replies if r["step"] == evals[-1]["step"]]
             tokens = sum(r["n_tokens"] for r in last) / len(last)
-            rows.append(f"| {folder.name} | {len(metrics)} | {seconds:.0f} | {seconds / len(metrics):.1f} | "
+            rows.append(f"| {folder.name} | {len(metrics)} | {seconds:.0f} | {median:.1f} | {times[-1]:.0f} | "
                         f"{tokens:.1f} |")
         lines += [f"Training-step time of the {done} runs stored: {total / 60:.1f} minutes in all "
-                  "(evaluation and loading add about 3 minutes per run).", "",
-                  "| run | steps | training-step time (s) | per step (s) | mean reply tokens (trained) |",
-                  "|---|--:|--:|--:|--:|", *rows, ""]
+                  "(evaluation and loading add about 3 minutes per run). A step is timed on the wall clock, so a "
+                  "step during which its run was paused (SIGSTOP, to give the machine to a CI check) or shared "
+                  "its core counts that time; the median step is the run's speed.", "",
+                  "| run | steps | training-step time (s) | median step (s) | longest step (s) | "
+                  "mean reply tokens (trained) |",
+                  "|---|--:|--:|--:|--:|--:|", *rows, ""]
         untrained = comparison.untrained["aggregate"]
         lines += [f"Held-out aggregate of the untrained policy, scored with the paper's reward: {untrained:.3f}.", ""]
     todo = [f"{arm}-s{s}" for arm, a in design.arms.items() for s in a.seeds if not (runs / f"{arm}-s{s}").is_dir()]
