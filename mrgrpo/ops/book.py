@@ -116,7 +116,8 @@ def relabel_markdown(text: str, prefix: str) -> str:
 
 def _header_cell(nbformat, title: str, stem: str, parameters: Mapping[str, Any], command: str):
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    rows = "\n".join(f"| `{k}` | `{v!r}` |" for k, v in parameters.items()) or "| (defaults) | |"
+    rows = "\n".join(f"| `{k}` | `{v!r}`{' (unset)' if v is None else ''} |" for k, v in parameters.items()) \
+        or "| (defaults) | |"
     src = (
         f"# Stored run: {title}\n\n"
         f"This page is an executed copy of the chapter {{doc}}`../{stem}`, stored by "
