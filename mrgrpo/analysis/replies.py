@@ -256,7 +256,8 @@ def template_collapse(table: Any, arm: str, *, base: str | None = "untrained",
 
 # --------------------------------------------------------------------------- gallery
 def gallery(samples: Any, channels: Sequence[str], *, prompts: Sequence[str] | None = None, n: int = 3,
-            seed: int | None = None, arms: Sequence[str] | None = None, mode_col: str = "mode") -> Any:
+            seed: int | None = None, arms: Sequence[str] | None = None, mode_col: str = "mode",
+            seedless: Sequence[str] = ("untrained",)) -> Any:
     """The same held-out prompts across arms, each reply with its per-channel rewards.
 
     Parameters
@@ -265,29 +266,46 @@ def gallery(samples: Any, channels: Sequence[str], *, prompts: Sequence[str] | N
         The prompts to show; default the first ``n`` (sorted) that every arm answered.
     seed : int, optional
         The training seed whose replies are shown (rows of ``samples`` with that ``seed``);
-        default the smallest seed that every arm has.
+        default the seed that most trained arms have (the smallest among equals).
     arms : sequence of str, optional
-        Arms and their order; default the order of appearance in ``samples``.
+        Arms and their order; each must have replies at ``seed``. Default: in order of
+        appearance, every arm that has replies at ``seed``.
+    seedless : sequence of str
+        Arms whose replies do not depend on the training seed: the untrained policy's greedy
+        reply depends on the prompt only, so its reply to a prompt from any seed's run stands
+        for every seed (also when each seed drew its own held-out split).
 
     Returns
     -------
     pandas.DataFrame
-        Index ``(prompt, arm)``; columns ``reply``, the ``channels``, ``words`` and ``cut``.
+        Index ``(prompt, arm)``; columns ``reply``, the ``channels``, ``words`` and ``cut``;
+        ``attrs["seed"]`` is the seed shown.
     """
     import pandas as pd
 
     chans = as_sequence(channels, "channels")
-    arm_list = as_sequence(arms, "arms") if arms is not None else list(dict.fromkeys(samples[mode_col]))
-    missing = [a for a in arm_list if a not in set(samples[mode_col])]
-    if missing:
-        raise ValueError(f"no replies of arms {missing}; arms present: {sorted(set(samples[mode_col]))}")
-    rows = samples[samples[mode_col].isin(arm_list)]
-    if seed is None:
-        common = set.intersection(*(set(rows.loc[rows[mode_col] == a, "seed"]) for a in arm_list))
-        if not common:
-            raise ValueError("no seed is shared by every arm; pass seed=")
-        seed = min(common)
-    rows = rows[rows["seed"] == seed]
+    free = set(as_sequence(seedless, "seedless"))
+    present = list(dict.fromkeys(samples[mode_col]))
+    if arms is not None:
+        arm_list = as_sequence(arms, "arms")
+        missing = [a for a in arm_list if a not in present]
+        if missing:
+            raise ValueError(f"no replies of arms {missing}; arms present: {sorted(present)}")
+    seeds_of = {a: set(samples.loc[samples[mode_col] == a, "seed"]) for a in present}
+    seeded = [a for a in (arm_list if arms is not None else present) if a not in free]
+    if seed is None and seeded:
+        counts = Counter(s_ for a in seeded for s_ in seeds_of[a])
+        seed = min(counts, key=lambda s_: (-counts[s_], s_))
+    if arms is None:
+        arm_list = [a for a in present if a in free or seed in seeds_of[a]]
+    lacking = [a for a in arm_list if a not in free and seed not in seeds_of[a]]
+    if lacking:
+        raise ValueError(f"arms {lacking} have no replies at seed {seed}; pass seed= or arms=")
+    parts = []
+    for a in arm_list:
+        r = samples[samples[mode_col] == a]
+        parts.append(r.drop_duplicates("prompt") if a in free else r[r["seed"] == seed])
+    rows = pd.concat(parts)
     shared = set.intersection(*(set(rows.loc[rows[mode_col] == a, "prompt"]) for a in arm_list))
     if prompts is None:
         chosen = sorted(shared)[: int(n)]
@@ -302,7 +320,9 @@ def gallery(samples: Any, channels: Sequence[str], *, prompts: Sequence[str] | N
             r = rows[(rows["prompt"] == p) & (rows[mode_col] == a)].iloc[0]
             out.append({"prompt": p, "arm": a, "reply": r["completion"], **{c: float(r[c]) for c in chans},
                         "words": len(words(r["completion"])), "cut": not bool(r["ended"])})
-    return pd.DataFrame(out).set_index(["prompt", "arm"])
+    table = pd.DataFrame(out).set_index(["prompt", "arm"])
+    table.attrs["seed"] = seed
+    return table
 
 
 def format_gallery(table: Any, digits: int = 2) -> Any:

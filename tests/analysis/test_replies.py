@@ -152,3 +152,23 @@ def test_gallery_shows_the_same_prompts_across_arms():
         gallery(s, CH, arms=["single-reward"])
     with pytest.raises(ValueError, match="not answered by every arm"):
         gallery(s, CH, prompts=["elsewhere"])
+
+
+def test_gallery_shows_the_seed_most_arms_share_and_the_untrained_reply_from_any_seed():
+    s = make_samples(arms=("untrained", "NA", "AN", "single-reward"))
+    s = s[~((s["mode"] == "untrained") & (s["seed"] == 1))]     # untrained replies of seed 0 only
+    s = s[~((s["mode"] == "single-reward") & (s["seed"] == 0))]  # single-reward ran seed 1 only
+    s = s[~((s["mode"] == "NA") & (s["seed"] == 0))]             # so did NA: seed 1 is the most shared
+    g = gallery(s, CH, n=1)
+    assert g.attrs["seed"] == 1
+    assert list(g.index.get_level_values("arm")) == ["untrained", "NA", "AN", "single-reward"]
+    assert g.loc[("q00 about the checking account", "untrained"), "reply"] == varied(0)   # seed 0's reply
+    assert g.loc[("q00 about the checking account", "AN"), "reply"] == varied(100)        # seed 1's
+    # at seed 0 only AN (and the seedless untrained policy) have replies
+    g0 = gallery(s, CH, n=1, seed=0)
+    assert list(g0.index.get_level_values("arm")) == ["untrained", "AN"] and g0.attrs["seed"] == 0
+    with pytest.raises(ValueError, match=r"\['NA'\] have no replies at seed 0"):
+        gallery(s, CH, seed=0, arms=["AN", "NA"])
+    # without the seedless rule the untrained arm is held to the seed like any other
+    with pytest.raises(ValueError, match="have no replies at seed 1"):
+        gallery(s, CH, arms=["untrained", "AN"], seed=1, seedless=())
