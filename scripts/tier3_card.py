@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import platform
 import sys
 from pathlib import Path
 
-from mrgrpo.analysis.preregistered import load_design, run_progress
+from mrgrpo.analysis.preregistered import arm_labels, finished_seeds, load_design
 from mrgrpo.core.files import atomic_write_text
 from mrgrpo.tasks import task_reward
+from mrgrpo.train.experiment import MODE_LABELS
 from mrgrpo.train.stored_runs import load_runs
 
 
 def card(data: Path) -> str:
     design = load_design(data)
     runs = data / "runs"
-    progress = run_progress(design, runs)
-    done, planned = int(progress["_done"].sum()), design.n_runs
+    done, planned = sum(map(len, finished_seeds(design, runs).values())), design.n_runs
     lines = [f"# SmolLM2-135M-Instruct on fintech: pre-registered Tier-3 runs ({done} of {planned} finished)", "",
              "Design, predictions and the reasons for both: `DESIGN.md`, `design.json`, `predictions.json` "
              "(written before the first run). Each folder under `runs/` holds one finished run's records "
@@ -38,17 +37,17 @@ def card(data: Path) -> str:
     rows, total = [], 0.0
     if done:
         comparison = load_runs(runs, reward_fn=task_reward("fintech"), base_task="fintech")
-        for folder in sorted(p for p in runs.iterdir() if p.is_dir()):
-            metrics = json.loads((folder / "metrics.json").read_text())
-            evals = json.loads((folder / "eval.json").read_text())
-            times = sorted(float(r["step_time"]) for r in metrics)
-            seconds, median = sum(times), times[len(times) // 2]
+        arm_of = {label: arm for arm, label in arm_labels(design, MODE_LABELS, base_task="fintech").items()}
+        replies = comparison.samples[comparison.samples["mode"] != "untrained"]
+        last = replies[replies["step"] == replies.groupby(["mode", "seed"])["step"].transform("max")]
+        tokens = last.groupby(["mode", "seed"])["n_tokens"].mean()
+        for (label, seed), run in sorted(comparison.curves.groupby(["mode", "seed"]),
+                                         key=lambda kv: f"{arm_of[kv[0][0]]}-s{kv[0][1]}"):
+            times = run["step_time"].astype(float).sort_values().to_numpy()
+            seconds, median = times.sum(), times[len(times) // 2]
             total += seconds
-            replies = json.loads((folder / "eval_samples.json").read_text())
-            last = [r for r in replies if r["step"] == evals[-1]["step"]]
-            tokens = sum(r["n_tokens"] for r in last) / len(last)
-            rows.append(f"| {folder.name} | {len(metrics)} | {seconds:.0f} | {median:.1f} | {times[-1]:.0f} | "
-                        f"{tokens:.1f} |")
+            rows.append(f"| {arm_of[label]}-s{seed} | {len(run)} | {seconds:.0f} | {median:.1f} | {times[-1]:.0f} | "
+                        f"{tokens[(label, seed)]:.1f} |")
         lines += [f"Training-step time of the {done} runs stored: {total / 60:.1f} minutes in all "
                   "(evaluation and loading add about 3 minutes per run). A step is timed on the wall clock, so a "
                   "step during which its run was paused (SIGSTOP, to give the machine to a CI check) or shared "

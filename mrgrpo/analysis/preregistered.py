@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional, Sequence
 from .held_out import seed_prompt_scores
 from .paired import ArmComparison, SignTest, compare_arms, sign_test
 
-__all__ = ["Arm", "PlannedComparison", "Design", "load_design", "arm_labels", "run_progress",
+__all__ = ["Arm", "PlannedComparison", "Design", "load_design", "arm_labels", "finished_seeds", "run_progress",
            "planned_comparisons"]
 
 
@@ -124,24 +124,29 @@ def arm_labels(design: Design, mode_labels: Mapping[str, str], base_task: str) -
             for name, a in design.arms.items()}
 
 
+def finished_seeds(design: Design, runs_dir: str | os.PathLike) -> dict[str, list[int]]:
+    """Each arm's finished seeds: those whose run folder ``<arm>-s<seed>`` is in ``runs_dir``."""
+    root = Path(runs_dir)
+    return {name: [s for s in arm.seeds if (root / f"{name}-s{s}").is_dir()] for name, arm in design.arms.items()}
+
+
 def run_progress(design: Design, runs_dir: str | os.PathLike) -> Any:
-    """Planned against finished seeds per arm (a run is finished when its folder ``<arm>-s<seed>`` is there).
+    """Planned against finished seeds per arm (:func:`finished_seeds`), as a table for people.
 
     Returns
     -------
     pandas.DataFrame
-        Index: the arms (``"arm"``); columns ``what``, ``planned`` and ``finished`` (seed lists
-        as text) and ``runs`` (``"k of n"``).
+        Index: the arms (``"arm"``); columns ``what``, ``planned seeds`` and ``finished seeds``
+        (seed lists as text) and ``runs`` (``"k of n"``).
     """
     import pandas as pd
 
-    root = Path(runs_dir)
     rows = {}
-    for name, arm in design.arms.items():
-        done = [s for s in arm.seeds if (root / f"{name}-s{s}").is_dir()]
+    for name, done in finished_seeds(design, runs_dir).items():
+        arm = design.arms[name]
         rows[name] = {"what": arm.what, "planned seeds": ", ".join(map(str, arm.seeds)),
                       "finished seeds": ", ".join(map(str, done)) or "none",
-                      "runs": f"{len(done)} of {len(arm.seeds)}", "_done": len(done)}
+                      "runs": f"{len(done)} of {len(arm.seeds)}"}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("arm")
 
 

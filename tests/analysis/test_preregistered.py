@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrgrpo.analysis.preregistered import arm_labels, load_design, planned_comparisons, run_progress
+from mrgrpo.analysis.preregistered import (arm_labels, finished_seeds, load_design, planned_comparisons,
+                                            run_progress)
 
 CH = ["good", "nice"]
 W = [1.0, 0.5]
@@ -75,7 +76,8 @@ def test_run_progress_counts_finished_folders(tmp_path):
         (runs / name).mkdir(parents=True)
     t = run_progress(d, runs)
     assert t.loc["x", "runs"] == "2 of 3" and t.loc["x", "finished seeds"] == "0, 2"
-    assert t.loc["z", "finished seeds"] == "none" and int(t["_done"].sum()) == 3
+    assert t.loc["z", "finished seeds"] == "none" and list(t.columns) == ["what", "planned seeds", "finished seeds", "runs"]
+    assert sum(map(len, finished_seeds(d, runs).values())) == 3
 
 
 def test_planned_comparisons_run_the_stated_tests_and_wait_for_seeds(tmp_path):
