@@ -32,7 +32,7 @@ from .bootstrap import bootstrap_weights, percentile_ci
 from .paired import compare_arms, sign_test
 from .verdicts import fmt, fmt_interval, fmt_p
 
-__all__ = ["prompt_means", "mode_difference", "reply_lengths", "aggregate_finding", "allocation_finding",
+__all__ = ["format_summary", "prompt_means", "mode_difference", "reply_lengths", "aggregate_finding", "allocation_finding",
            "collapse_finding", "seed_prompt_scores", "compare_modes", "comparison_table"]
 
 
@@ -235,3 +235,30 @@ def comparison_table(comparisons: Mapping[str, Any], digits: int = 3) -> Any:
                       "verdict": verdict,
                       "sign test (ahead/behind/ties)": f"{st.ahead}/{st.behind}/{st.ties}, {fmt_p(st.p)}"}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(f"{d.n_seeds} seeds x {d.n_prompts} prompts")
+
+
+def format_summary(summary: Any, digits: int = 3) -> Any:
+    """:func:`mrgrpo.train.held_out_summary` for people.
+
+    Every mean to ``digits`` decimals; the aggregate as ``"mean ± sd"`` with its standard
+    deviation over seeds, or the mean alone where there is no spread (the untrained policy, an
+    arm of one run); ``runs`` as integers.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        One row per policy; columns the channel means, ``aggregate``, ``aggregate sd`` and ``runs``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same rows; columns the channels, ``aggregate`` and ``runs``.
+    """
+    missing = [c for c in ("aggregate", "aggregate sd", "runs") if c not in summary.columns]
+    if missing:
+        raise ValueError(f"not a held-out summary: no columns {missing}")
+    table = summary.drop(columns=["aggregate sd", "runs"]).map(lambda v: fmt(v, digits))
+    table["aggregate"] = [fmt(a, digits) if not np.isfinite(sd) else f"{fmt(a, digits)} ± {fmt(sd, digits)}"
+                          for a, sd in zip(summary["aggregate"], summary["aggregate sd"])]
+    table["runs"] = summary["runs"].astype(int)
+    return table

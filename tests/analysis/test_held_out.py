@@ -113,3 +113,16 @@ def test_compare_modes_detects_a_shift_and_declares_equivalence_only_by_tost():
     assert list(table.index) == [*CH, "aggregate"] and "against" in table.loc["politeness", "verdict"]
     with pytest.raises(ValueError, match="no margin"):
         compare_modes(make_samples(), "AN", "NA", CH, W, margins={"aggregate": 0.1}, expected=expected)
+
+
+def test_format_summary_writes_the_seed_spread_only_where_there_is_one():
+    from mrgrpo.analysis.held_out import format_summary
+    summary = pd.DataFrame({"compliance": [0.5, 0.98765], "aggregate": [1.2, 2.0004], "aggregate sd": [np.nan, 0.25],
+                            "runs": [1.0, 4.0]}, index=["untrained", "NA"])
+    t = format_summary(summary)
+    assert list(t.columns) == ["compliance", "aggregate", "runs"]
+    assert t.loc["untrained", "aggregate"] == "1.200" and t.loc["NA", "aggregate"] == "2.000 ± 0.250"
+    assert t.loc["NA", "compliance"] == "0.988" and t["runs"].tolist() == [1, 4]
+    assert format_summary(summary, digits=1).loc["NA", "aggregate"] == "2.0 ± 0.2"
+    with pytest.raises(ValueError, match="not a held-out summary"):
+        format_summary(summary.drop(columns="runs"))
