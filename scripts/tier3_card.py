@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write the card (``README.md``) of the pre-registered Tier-3 runs from what has landed.
 
-    python scripts/tier3_card.py [--data data/smollm2-tier3-shared]
+    python scripts/tier3_card.py [--data data/smollm2-tier3]
 
 One row per exported run (training-step time summed from its metrics; held-out aggregate
 before and after, scored with the paper's fintech reward), the runs still to come, the
@@ -22,6 +22,12 @@ from mrgrpo.train.experiment import MODE_LABELS
 from mrgrpo.train.stored_runs import load_runs
 
 
+#: The command that renders the stored Tier-3 run from these records.
+RENDER = ("mrgrpo book run tier3 -p runs_dir ../data/smollm2-tier3/runs -p task fintech -p model smollm2-135m-instruct "
+          "-p influence_corpus ../data/smollm2-fintech/corpus.parquet -p compare_runs_dir None "
+          "--out chapters/runs/tier3_smollm2.ipynb --overwrite")
+
+
 def card(data: Path) -> str:
     design = load_design(data)
     runs = data / "runs"
@@ -31,9 +37,16 @@ def card(data: Path) -> str:
              "(written before the first run). Each folder under `runs/` holds one finished run's records "
              "(`config.json`, `run_info.json`, `metrics.json`, `eval.json`, `eval_samples.json`: 64 shared "
              "held-out prompts, greedy, before training and after); no weights. Read by "
-             "`chapters/tier3_preregistered.md`.", "",
+             "`chapters/tier3_preregistered.md` (the planned analysis) and by `chapters/tier3.md` (beside the tiny "
+             "policy's runs, and the claim ledger's SmolLM2 cells).", "",
              "Made with (one run at a time, one torch thread, resumable):", "", "```",
-             "OMP_NUM_THREADS=1 PY=.venv/bin/python bash scripts/tier3_runs.sh", "```", ""]
+             "OMP_NUM_THREADS=1 PY=.venv/bin/python bash scripts/tier3_runs.sh", "```", "",
+             "The Tier-3 chapter executed on these runs alone is the stored run `chapters/runs/tier3_smollm2.ipynb`, "
+             "rendered by", "", "```", RENDER, "```", "",
+             "This folder was written as `data/smollm2-tier3-shared/` and replaced the earlier runs' folder "
+             "(six runs of 24 steps, each seed on its own held-out split: `data/smollm2-tier3/` at commit "
+             "`5f617ba`) once they were superseded; the design's files are unchanged, so `DESIGN.md` names the "
+             "old folder.", ""]
     rows, total = [], 0.0
     if done:
         comparison = load_runs(runs, reward_fn=task_reward("fintech"), base_task="fintech")
@@ -67,7 +80,7 @@ def card(data: Path) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="data/smollm2-tier3-shared", help="the design's folder")
+    ap.add_argument("--data", default="data/smollm2-tier3", help="the design's folder")
     args = ap.parse_args(argv)
     data = Path(args.data)
     atomic_write_text(data / "README.md", card(data))

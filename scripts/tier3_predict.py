@@ -14,7 +14,7 @@ new tokens, scored on compliance, politeness and action) and writes ``<out>/pred
 - how many politeness rewards the gate changes on these rollouts (zero-fill conditioning of
   the ungated rewards gives the gated ones back exactly).
 
-    python scripts/tier3_predict.py --out data/smollm2-tier3-shared
+    python scripts/tier3_predict.py --out data/smollm2-tier3
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default="data/smollm2-fintech/corpus.parquet",
                     help="the untrained rollouts [data/smollm2-fintech/corpus.parquet]")
-    ap.add_argument("--out", default="data/smollm2-tier3-shared", help="output folder [data/smollm2-tier3-shared]")
+    ap.add_argument("--out", default="data/smollm2-tier3", help="output folder [data/smollm2-tier3]")
     args = ap.parse_args(argv)
     out = Path(args.out) / "predictions.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Train Tier 3's SmolLM2 runs (data/smollm2-tier3-shared/DESIGN.md), one at a time, and export
-# each finished run's records (no weights; JSON only) into $DEST. Rerun the same command after an
+# Train Tier 3's SmolLM2 runs (data/smollm2-tier3/DESIGN.md), one at a time, and export
+# each finished run's records (no weights; JSON files only) into $DEST. Rerun the same command after an
 # interruption: exported runs are skipped, a run with a checkpoint resumes from it (--resume), a
 # run without one starts again. Two copies may run at once (one per core): each run is locked
-# by the copy that trains it, and the other copy moves on to the next (scripts/run_queue.sh).
+# by the copy that trains it, and the other copy moves on to the next run (see scripts/run_queue.sh).
 #
 #   OMP_NUM_THREADS=1 MRGRPO_CACHE=... nohup bash scripts/tier3_runs.sh > tier3.log 2>&1 &
 #
@@ -21,7 +21,7 @@ SEEDS=${SEEDS:-"0 1 2 3"}
 ARMS=${ARMS:-"na an na-ungated single"}
 SINGLE_SEEDS=${SINGLE_SEEDS:-"0 1"}
 WORK=${WORK:-runs/tier3-shared}
-DEST=${DEST:-data/smollm2-tier3-shared/runs}
+DEST=${DEST:-data/smollm2-tier3/runs}
 PY=${PY:-python}
 source "$(dirname "$0")/run_queue.sh"
 mkdir -p "$WORK" "$DEST"

@@ -6,7 +6,7 @@ that statement (:func:`load_design`), says how far the runs have got (:func:`run
 and runs exactly the stated comparisons on the evaluated replies (:func:`planned_comparisons`),
 so the margins cannot move after the results are known.
 
-``design.json`` (see ``data/smollm2-tier3-shared/``)::
+``design.json`` (see ``data/smollm2-tier3/``)::
 
     {"arms": {"na": {"task": "fintech", "mode": "na", "seeds": [0, 1, 2, 3], "what": "..."}, ...},
      "comparisons": [{"name": "AN vs NA", "a": "an", "b": "na", "metric": "aggregate",

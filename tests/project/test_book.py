@@ -18,6 +18,7 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import numpy as np
 import pytest
 import yaml
 
@@ -442,17 +443,34 @@ SMALL = {
 
 @pytest.mark.slow
 def test_preregistered_chapter_compares_the_arms_once_runs_land(tmp_path):
-    """The pre-registered Tier-3 page with finished runs in place (the earlier SmolLM2 runs stand in)."""
+    """The pre-registered Tier-3 page with two seeds of NA and AN in place, against a paired gap computed here."""
+    import json
     import shutil
 
     import papermill as pm
+    from scipy import stats
 
+    stored = ROOT / "data" / "smollm2-tier3"
     data = tmp_path / "data"
     (data / "runs").mkdir(parents=True)
     for f in ("design.json", "predictions.json", "amendments.json"):
-        shutil.copy(ROOT / "data" / "smollm2-tier3-shared" / f, data / f)
-    for run in ("na-s0", "na-s1", "an-s0", "an-s1"):
-        shutil.copytree(ROOT / "data" / "smollm2-tier3" / run, data / "runs" / run)
+        shutil.copy(stored / f, data / f)
+    runs = ("na-s0", "na-s1", "an-s0", "an-s1")
+    for run in runs:
+        shutil.copytree(stored / "runs" / run, data / "runs" / run)
+    # AN - NA on the stored rewards (weights 1, 1, 0.5), paired by prompt within each seed, then a t-interval over seeds
+    def aggregate(run):
+        rows = json.loads((data / "runs" / run / "eval_samples.json").read_text())
+        last = max(r["step"] for r in rows)
+        return {r["prompt"]: r["compliance"] + r["politeness"] + 0.5 * r["action"] for r in rows if r["step"] == last}
+    per_seed = []
+    for s in (0, 1):
+        na, an = aggregate(f"na-s{s}"), aggregate(f"an-s{s}")
+        assert set(na) == set(an) and len(na) == 64  # one shared split
+        per_seed.append(np.mean([an[p] - na[p] for p in na]))
+    mean, half = np.mean(per_seed), stats.t.ppf(0.975, 1) * np.std(per_seed, ddof=1) / np.sqrt(2)
+    expected = f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
+
     nb = jupytext.read(ROOT / "chapters" / "tier3_preregistered.md")
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "pre.ipynb")
@@ -461,18 +479,18 @@ def test_preregistered_chapter_compares_the_arms_once_runs_land(tmp_path):
                               kernel_name="python3", progress_bar=False)
     text = "\n".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", ""))
                      for c in out.cells if c.cell_type == "code" for o in c.outputs)
-    assert "AN vs NA: aggregate" in text and "+0.140 [+0.129, +0.152]" in text  # the earlier runs' paired gap
+    assert "AN vs NA: aggregate" in text and expected in text
     assert "waiting for at least 2 paired seeds of both arms:\n  conditioning vs reweighting: aggregate" in text
     assert "4 of 14" not in text and "2 of 4" in text
-    # amendment 1: the same comparisons on the hardened score (those runs' gains shrink under it)
+    # amendment 1: the same comparisons on the hardened score
     tables = [o["data"]["text/html"] for c in out.cells if c.cell_type == "code" for o in c.outputs
               if "text/html" in o.get("data", {}) and "TOST" in o["data"]["text/html"]]
     assert "fintech-hardened" in text and len(tables) == 2  # the planned comparisons, then on the hardened score
     glued = {o["metadata"]["scrapbook"]["name"]: o["data"].get("application/papermill.record/text/plain",
                                                                  o["data"].get("text/plain", ""))
              for c in out.cells if c.cell_type == "code" for o in c.outputs if "scrapbook" in o.get("metadata", {})}
-    assert "AN is higher than NA, against the expected direction" in glued["pre_primary"]
-    assert "gaming" in glued["pre_primary"]  # AN collapsed to a template in those runs
+    straddles = mean - half < 0 < mean + half
+    assert ("inconclusive: no difference detected" in glued["pre_primary"]) == straddles
     assert glued["pre_done"] == "4"
 
 

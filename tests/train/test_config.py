@@ -195,10 +195,11 @@ def test_stored_configs_with_the_old_field_names_still_load(tmp_path):
     from mrgrpo.train.checkpoint import read_run_config
     from mrgrpo.train.config import RENAMED_FIELDS, upgrade_config
 
-    stored = Path(__file__).resolve().parents[2] / "data" / "smollm2-tier3" / "na-s0"
-    old = json.loads((stored / "config.json").read_text())
-    assert {"gate_idx", "cond_idx", "cond_threshold"} <= set(old)  # the shipped runs predate the rename
-    shutil.copy(stored / "config.json", tmp_path / "config.json")
+    # the config.json of a SmolLM2 Tier-3 run stored before the rename (data/smollm2-tier3/na-s0 at 5f617ba)
+    stored = Path(__file__).resolve().parents[1] / "fixtures" / "run_config_before_rename.json"
+    old = json.loads(stored.read_text())
+    assert {"gate_idx", "cond_idx", "cond_threshold"} <= set(old)
+    shutil.copy(stored, tmp_path / "config.json")
     cfg, path = read_run_config(tmp_path)
     assert path == tmp_path / "config.json" and not set(RENAMED_FIELDS) & set(cfg)
     assert (cfg["gate"], cfg["conditioned"], cfg["gate_threshold"]) == (0, 1, None)
