@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Prop 1's prediction for the channel-heterogeneity experiment, from the untrained policy, before training.
 
-Samples ``groups`` groups of ``m`` replies of the shipped tiny policy for each of the first
-``prompts`` training prompts of the ``mini-math-strict`` task (the prompts the runs train on,
-data seed 0), with the sampler the trainer uses (temperature 1), scores them, and writes
+Samples ``groups`` groups of ``m`` replies of the policy (the shipped tiny policy unless
+``--model`` names another) for each of the first ``prompts`` training prompts of the task
+(``mini-math-strict``; the prompts the runs train on, data seed 0), with the sampler the
+trainer uses (temperature 1 unless ``--temperature``), scores them, and writes
 
 - ``<out>/untrained_rollouts.json``: the prompts, the replies and their rewards;
 - ``<out>/predictions.json``: each channel's mean, within-group variance and share of
@@ -12,6 +13,8 @@ data seed 0), with the sampler the trainer uses (temperature 1), scores them, an
   zero-fill conditioning would change any reward.
 
     OMP_NUM_THREADS=1 python scripts/heterogeneity_predict.py --out data/heterogeneity
+    OMP_NUM_THREADS=1 python scripts/heterogeneity_predict.py --out data/heterogeneity/smollm2 \
+        --model smollm2-135m-instruct --task mini-math-strict-instructed --temperature 0.8 --prompts 32 --groups 2
 """
 from __future__ import annotations
 
@@ -29,9 +32,8 @@ from mrgrpo.analysis.heterogeneity import (conditioning_changes, group_stats, pr
                                            realized_influence_from_groups, shares)
 from mrgrpo.core.files import atomic_write_text
 from mrgrpo.corpus.hf import HFBackend
-from mrgrpo.tasks.registry import task_max_new_tokens, task_setup
+from mrgrpo.tasks.registry import STRICT_TASKS, task_max_new_tokens, task_setup
 
-TASK = "mini-math-strict"
 WEIGHTS = (1.0, 0.5)
 
 
@@ -45,14 +47,18 @@ def main(argv=None) -> int:
     ap.add_argument("--prompts", type=int, default=64, help="training prompts to roll out [64]")
     ap.add_argument("--groups", type=int, default=4, help="groups (sampling seeds) per prompt [4]")
     ap.add_argument("--m", type=int, default=8, help="replies per group, the runs' group size [8]")
+    ap.add_argument("--model", default="tiny-math", help="the policy: a model id or folder [tiny-math]")
+    ap.add_argument("--task", default="mini-math-strict", choices=STRICT_TASKS, help="[mini-math-strict]")
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the runs [1.0]")
     args = ap.parse_args(argv)
     if min(args.prompts, args.groups) < 1 or args.m < 2:
         ap.error("--prompts and --groups must be >= 1 and --m >= 2")
     t0, c0 = time.perf_counter(), time.process_time()
-    setup = task_setup(TASK, "tiny-math", n_train=400, n_eval=256, seed=0)
+    setup = task_setup(args.task, args.model, n_train=400, n_eval=256, seed=0)
     prompts = setup.train_prompts[:args.prompts]
-    budget = task_max_new_tokens(TASK)
-    backend = HFBackend("tiny-math", setup.reward_fn, temperature=1.0, max_new_tokens=budget, progress=False)
+    budget = task_max_new_tokens(args.task)
+    backend = HFBackend(args.model, setup.reward_fn, temperature=args.temperature, max_new_tokens=budget,
+                        progress=False)
     seeds = list(range(args.groups))
     groups = backend.generate_groups(prompts, args.m, seeds)  # prompt-major: all seeds of prompt 0, then 1, ...
     R = len(setup.channel_names)
@@ -64,7 +70,7 @@ def main(argv=None) -> int:
                 for mode in ("an", "na")}
     out = Path(args.out)
     rollouts = {
-        "task": TASK, "model": "tiny-math", "temperature": 1.0, "max_new_tokens": budget, "m": args.m,
+        "task": args.task, "model": args.model, "temperature": args.temperature, "max_new_tokens": budget, "m": args.m,
         "sampling_seeds": seeds, "channels": names,
         "prompts": [p["prompt"] for p in prompts], "gold": [p["gold"] for p in prompts],
         "completions": [[list(g.completions) for g in groups[i * len(seeds):(i + 1) * len(seeds)]]
@@ -74,7 +80,7 @@ def main(argv=None) -> int:
     atomic_write_text(out / "untrained_rollouts.json", json.dumps(rollouts, separators=(",", ":")))
     predictions = {
         "written_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "task": TASK, "model": "tiny-math", "weights": list(WEIGHTS), "channels": names,
+        "task": args.task, "model": args.model, "weights": list(WEIGHTS), "channels": names,
         "rollouts": {"prompts": len(prompts), "groups_per_prompt": len(seeds), "m": args.m,
                      "file": "untrained_rollouts.json"},
         "channel_stats": {k: dict(zip(names, _rounded(v))) for k, v in stats.items()},

@@ -8,6 +8,9 @@ through :func:`task_setup`, so the three agree on prompts, splits and reward sca
   and test splits;
 - ``mini-math-strict``: strict, format (:class:`~mrgrpo.rewards.heterogeneity.StrictAnswerReward`,
   the channel-heterogeneity experiment); the same prompts as ``mini-math``;
+- ``mini-math-strict-instructed``: ``mini-math-strict`` with :data:`ANSWER_INSTRUCTION` after each
+  question, for an instruction-tuned model that has never seen the answer sentence (the tiny
+  policy learned it in its own training data, so its prompts carry no instruction);
 - ``fintech``: compliance, politeness, action; one list of distinct
   ``make_fintech_prompts`` scenarios, cut in two. Politeness is gated by compliance in the
   reward itself (the paper's conditioning);
@@ -31,10 +34,16 @@ from typing import Any, Optional
 from mrgrpo.core.fields import check_fields, knob, to_json_value
 from mrgrpo.tasks.mini_math import MINI_MATH_L0, MINI_MATH_MAX_NEW_TOKENS
 
-__all__ = ["TASKS", "FINTECH_TASKS", "TaskSetup", "TaskSettings", "task_reward", "task_setup", "task_max_new_tokens"]
+__all__ = ["TASKS", "FINTECH_TASKS", "STRICT_TASKS", "ANSWER_INSTRUCTION", "TaskSetup", "TaskSettings",
+           "task_reward", "task_setup", "task_max_new_tokens"]
 
 #: The task names :func:`task_setup` accepts.
-TASKS = ("mini-math", "mini-math-strict", "fintech", "fintech-ungated", "fintech-hardened", "gsm8k")
+TASKS = ("mini-math", "mini-math-strict", "mini-math-strict-instructed", "fintech", "fintech-ungated",
+         "fintech-hardened", "gsm8k")
+#: The tasks scored by :class:`~mrgrpo.rewards.heterogeneity.StrictAnswerReward`.
+STRICT_TASKS = ("mini-math-strict", "mini-math-strict-instructed")
+#: What ``mini-math-strict-instructed`` adds to each question: the answer form the strict verifier reads.
+ANSWER_INSTRUCTION = " End your reply with: The answer is <number>."
 #: The most prompts a run may ask for (training or held-out): far above any task's pool.
 MAX_PROMPTS = 10**6
 #: The tasks over the fintech scenarios (one prompt list; no tokenizer needed).
@@ -42,7 +51,8 @@ FINTECH_TASKS = ("fintech", "fintech-ungated", "fintech-hardened")
 #: The paper's length target for GSM8K completions (tokens).
 GSM8K_L0 = 200.0
 #: Completion budgets: the tiny policy's on mini-math; the paper's on fintech and GSM8K.
-MAX_NEW_TOKENS = {"mini-math": MINI_MATH_MAX_NEW_TOKENS, "mini-math-strict": MINI_MATH_MAX_NEW_TOKENS, "fintech": 96,
+MAX_NEW_TOKENS = {"mini-math": MINI_MATH_MAX_NEW_TOKENS, "mini-math-strict": MINI_MATH_MAX_NEW_TOKENS,
+                  "mini-math-strict-instructed": 96, "fintech": 96,
                   "fintech-ungated": 96, "fintech-hardened": 96, "gsm8k": 512}
 
 
@@ -79,7 +89,9 @@ class TaskSettings:
     """
 
     task: str = knob("mini-math", "reward and prompts: mini-math (the tiny policy's arithmetic), mini-math-strict "
-                     "(its prompts; a strict answer-sentence verifier and a format channel), fintech, "
+                     "(its prompts; a strict answer-sentence verifier and a format channel), "
+                     "mini-math-strict-instructed (the same, each question followed by the answer form to "
+                     "use), fintech, "
                      "fintech-ungated (politeness not gated by compliance), fintech-hardened (politeness and "
                      "action only for replies that address the request), gsm8k",
                      choices=TASKS, section="task")
@@ -142,7 +154,8 @@ def task_reward(task: str, tokenizer: Any = None, L0: Optional[float] = None) ->
 
     Parameters
     ----------
-    task : {"mini-math", "mini-math-strict", "fintech", "fintech-ungated", "fintech-hardened", "gsm8k"}
+    task : str
+        One of :data:`TASKS`.
     tokenizer : tokenizer object, model path or hub id, optional
         The math tasks count the length channel in this tokenizer's tokens (None:
         the reward's own fallback count). The fintech reward ignores it.
@@ -156,7 +169,7 @@ def task_reward(task: str, tokenizer: Any = None, L0: Optional[float] = None) ->
 
         return FintechRewardFunction(gate_politeness=task != "fintech-ungated",
                                      require_relevance=task == "fintech-hardened")
-    if task == "mini-math-strict":
+    if task in STRICT_TASKS:
         from mrgrpo.rewards.heterogeneity import StrictAnswerReward
 
         return StrictAnswerReward()
@@ -199,7 +212,8 @@ def task_setup(task: str, tokenizer: Any = None, n_train: int = 400, n_eval: int
 
     Parameters
     ----------
-    task : {"mini-math", "mini-math-strict", "fintech", "fintech-ungated", "fintech-hardened", "gsm8k"}
+    task : str
+        One of :data:`TASKS`.
     tokenizer : tokenizer object, model path or hub id, optional
         The policy's tokenizer: it sets the math length unit and, for mini-math,
         whether prompts need the ``"Q: ...\\nA:"`` frame written into them (only
@@ -248,8 +262,10 @@ def task_setup(task: str, tokenizer: Any = None, n_train: int = 400, n_eval: int
     from mrgrpo.tasks.mini_math import format_prompt, make_mini_math
 
     has_template = bool(use_chat_template and getattr(tok, "chat_template", None))
+    suffix = ANSWER_INSTRUCTION if task == "mini-math-strict-instructed" else ""
 
     def frame(items: list) -> list:
+        items = [{**p, "prompt": p["prompt"] + suffix} for p in items] if suffix else items
         # a chat template (the shipped tiny policy has one) wraps the question as
         # "Q: ...\nA:" itself; without one, write that frame into the prompt
         return items if has_template else [{**p, "prompt": format_prompt(p)} for p in items]

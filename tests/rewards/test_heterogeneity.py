@@ -170,3 +170,23 @@ def test_stored_prediction_is_what_the_code_gives_on_the_stored_replies():
         assert pred["prop1_predicted"]["an_share"][name] == pytest.approx(law["an_share"][k], abs=1e-6)
         assert pred["prop1_predicted"]["na_share"][name] == pytest.approx(law["na_share"][k], abs=1e-6)
     assert pred["zero_fill_changes"]["format gates strict"] == 0
+
+
+def test_the_instructed_task_adds_the_answer_form_to_each_question_and_nothing_else():
+    from mrgrpo.tasks import task_setup
+    from mrgrpo.tasks.registry import ANSWER_INSTRUCTION, STRICT_TASKS, task_max_new_tokens
+
+    assert "mini-math-strict-instructed" in STRICT_TASKS
+    assert task_max_new_tokens("mini-math-strict-instructed") > task_max_new_tokens("mini-math-strict")
+    for chat in (True, False):
+        told = task_setup("mini-math-strict-instructed", "tiny-math", n_train=5, n_eval=3, seed=4,
+                          use_chat_template=chat)
+        plain = task_setup("mini-math-strict", "tiny-math", n_train=5, n_eval=3, seed=4, use_chat_template=chat)
+        assert told.channel_names == plain.channel_names == ("strict", "format")
+        for a, b in zip(told.train_prompts + told.eval_prompts, plain.train_prompts + plain.eval_prompts):
+            assert a["gold"] == b["gold"]
+            assert ANSWER_INSTRUCTION in a["prompt"] and ANSWER_INSTRUCTION not in b["prompt"]
+            assert a["prompt"].replace(ANSWER_INSTRUCTION, "") == b["prompt"]
+    p = told.eval_prompts[0]
+    assert tuple(told.reward_fn(f"Some steps. The answer is {p['gold']}.", p)) == (1.0, 1.0)
+    assert tuple(told.reward_fn("The answer is <number>.", p)) == (0.0, 0.0)

@@ -87,8 +87,8 @@ def test_gsm8k_local_file_is_cut_in_two(tmp_path):
 
 
 def test_reward_defaults_and_bad_input():
-    assert set(TASKS) == {"mini-math", "mini-math-strict", "fintech", "fintech-ungated", "fintech-hardened",
-                          "gsm8k"}
+    assert set(TASKS) == {"mini-math", "mini-math-strict", "mini-math-strict-instructed", "fintech", "fintech-ungated",
+                          "fintech-hardened", "gsm8k"}
     assert task_reward("mini-math").L0 == TINY_L0 and task_reward("gsm8k").L0 == 200
     assert task_reward("gsm8k", L0=50).L0 == 50
     with pytest.raises(ValueError, match="unknown task 'chess'"):
