@@ -221,15 +221,25 @@ def compare_modes(samples: Any, a: str, b: str, channels: Sequence[str], w: Sequ
 
 
 def comparison_table(comparisons: Mapping[str, Any], digits: int = 3) -> Any:
-    """For display: one row per name of :func:`compare_modes`, the paired difference, its intervals, TOST, verdict."""
+    """For display: one row per name of :func:`compare_modes`, the paired difference, its intervals, TOST, verdict.
+
+    When every row compares the same two arms the difference column is named after them
+    (``"AN - NA [95% t]"``); otherwise a column ``a - b`` names each row's arms and the
+    difference column is ``"a - b [95% t]"``.
+    """
     import pandas as pd
 
+    pairs = {tuple(c.names) for c, _ in comparisons.values()}
+    one_pair = len(pairs) == 1
     rows = {}
     for name, (c, st) in comparisons.items():
         d, e = c.difference, c.equivalence
         verdict = c.verdict + (" (against the expected direction)" if c.against_expected else "")
-        rows[name] = {"per seed": ", ".join(fmt(v, digits, signed=True) for v in d.per_seed),
-                      f"{c.names[0]} - {c.names[1]} [95% t]": fmt_interval(d.mean, d.t_lo, d.t_hi, digits, signed=True),
+        label = f"{c.names[0]} - {c.names[1]}"
+        rows[name] = {**({} if one_pair else {"a - b": label}),
+                      "per seed": ", ".join(fmt(v, digits, signed=True) for v in d.per_seed),
+                      f"{label if one_pair else 'a - b'} [95% t]": fmt_interval(d.mean, d.t_lo, d.t_hi, digits,
+                                                                                signed=True),
                       "bootstrap": fmt_interval(None, d.boot_lo, d.boot_hi, digits, signed=True),
                       "TOST": f"±{fmt(e.margin, 2)}: {fmt_p(e.p)}" + (" (equivalent)" if e.equivalent else ""),
                       "verdict": verdict,

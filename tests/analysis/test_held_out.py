@@ -111,6 +111,13 @@ def test_compare_modes_detects_a_shift_and_declares_equivalence_only_by_tost():
     assert not same["aggregate"][0].against_expected
     table = comparison_table(up)
     assert list(table.index) == [*CH, "aggregate"] and "against" in table.loc["politeness", "verdict"]
+    assert "AN - NA [95% t]" in table.columns and "a - b" not in table.columns
+    # two pairs of arms in one table: one difference column, each row naming its arms, no empty cells
+    mixed = {"AN vs NA": up["aggregate"], "NA vs AN": compare_modes(
+        make_samples(seeds=(0, 1, 2, 3)), "NA", "AN", CH, W, margins=margins, expected=expected)["aggregate"]}
+    table = comparison_table(mixed)
+    assert table["a - b"].tolist() == ["AN - NA", "NA - AN"] and "a - b [95% t]" in table.columns
+    assert not table.isna().any(axis=None)
     with pytest.raises(ValueError, match="no margin"):
         compare_modes(make_samples(), "AN", "NA", CH, W, margins={"aggregate": 0.1}, expected=expected)
 
