@@ -128,8 +128,13 @@ def test_trl_engine_gives_trl_our_prompt_tokens_and_items(tmp_path, monkeypatch,
 
     reward.channel_names = setup.reward_fn.channel_names
     monkeypatch.setattr(MultiRewardGRPOTrainer, "_generate_and_score_completions", spy)
+    import mrgrpo.train.engines.trl_engine as engine
+
+    built = []
+    monkeypatch.setattr(engine, "trl_arguments", lambda *a, **k: built.append(1) or trl_arguments(*a, **k))
     cfg = small_config(engine="trl", n_steps=1, use_chat_template=template, system_prompt=system)
     TRLEngineTrainer(cfg, reward, setup.train_prompts).train()
+    assert len(built) == 1  # the mapping is built once, when the trainer is made; loading only adds the folder
     assert len(seen) == 8
     for index, ids in seen:
         assert ids == encode(setup.train_prompts[index], tok, system_prompt=system, use_chat_template=template)

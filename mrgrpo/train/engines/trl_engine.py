@@ -218,7 +218,8 @@ class TRLEngineTrainer:
         if not callable(reward_fn) or not names or isinstance(names, str):
             raise ValueError("reward_fn must be callable with channel_names (one name per reward channel)")
         self.cfg = config.validate(n_channels=len(names))
-        trl_arguments(self.cfg, "unused", process_count())  # every check of the mapping, before any model loads
+        # every check of the mapping, before any model loads; load() only fills in the output folder
+        self.trl_kwargs = trl_arguments(self.cfg, "unused", process_count())
         self.reward_fn = reward_fn
         self.channel_names = tuple(str(n) for n in names)
         self.prompts = as_prompts(prompts, "prompts")
@@ -289,7 +290,7 @@ class TRLEngineTrainer:
             output = RunLayout(self.out_dir).checkpoints
         else:
             output = self._scratch = tempfile.mkdtemp(prefix="mrgrpo-trl-")
-        args = TRLConfig(**trl_arguments(cfg, output, process_count()))
+        args = TRLConfig(**{**self.trl_kwargs, "output_dir": str(output)})
         transformers.set_seed(cfg.seed)  # LoRA initialisation
         model, tok = load_model(cfg.model, device="cpu", dtype=engine_precision(cfg).weights, progress=cfg.progress)
         self.tokenizer, self.eos_ids = tok, eos_token_ids(tok, model)
