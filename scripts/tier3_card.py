@@ -19,7 +19,7 @@ from mrgrpo.analysis.preregistered import arm_labels, finished_seeds, load_desig
 from mrgrpo.core.files import atomic_write_text
 from mrgrpo.tasks import task_reward
 from mrgrpo.train.experiment import MODE_LABELS
-from mrgrpo.train.stored_runs import load_runs
+from mrgrpo.train.stored_runs import load_runs, run_times
 
 
 #: The command that renders the stored Tier-3 run from these records.
@@ -51,16 +51,13 @@ def card(data: Path) -> str:
     if done:
         comparison = load_runs(runs, reward_fn=task_reward("fintech"), base_task="fintech")
         arm_of = {label: arm for arm, label in arm_labels(design, MODE_LABELS, base_task="fintech").items()}
-        replies = comparison.samples[comparison.samples["mode"] != "untrained"]
-        last = replies[replies["step"] == replies.groupby(["mode", "seed"])["step"].transform("max")]
-        tokens = last.groupby(["mode", "seed"])["n_tokens"].mean()
-        for (label, seed), run in sorted(comparison.curves.groupby(["mode", "seed"]),
-                                         key=lambda kv: f"{arm_of[kv[0][0]]}-s{kv[0][1]}"):
-            times = run["step_time"].astype(float).sort_values().to_numpy()
-            seconds, median = times.sum(), times[len(times) // 2]
-            total += seconds
-            rows.append(f"| {arm_of[label]}-s{seed} | {len(run)} | {seconds:.0f} | {median:.1f} | {times[-1]:.0f} | "
-                        f"{tokens[(label, seed)]:.1f} |")
+        times = run_times(comparison)
+        times.index = [f"{arm_of[label]}-s{seed}" for label, seed in times.index]
+        times = times.sort_index()
+        total = times["training-step time (s)"].sum()
+        rows = [f"| {name} | {t['steps']:.0f} | {t['training-step time (s)']:.0f} | {t['median step (s)']:.1f} | "
+                f"{t['longest step (s)']:.0f} | {t['mean reply tokens (trained)']:.1f} |"
+                for name, t in times.iterrows()]
         lines += [f"Training-step time of the {done} runs stored: {total / 60:.1f} minutes in all "
                   "(evaluation and loading add about 3 minutes per run). A step is timed on the wall clock, so a "
                   "step during which its run was paused (SIGSTOP, to give the machine to a CI check) or shared "

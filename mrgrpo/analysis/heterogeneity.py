@@ -15,14 +15,18 @@ same quantity back from training runs:
 - :func:`shares` a channel's share of the summed influence;
 - :func:`measured_shares` the logged influence of training runs, as shares per run;
 - :func:`conditioning_changes` whether zero-fill conditioning would change any reward;
-- :func:`seed_prompt_matrix` held-out replies as a ``(seeds, prompts)`` array per mode, the
-  input of :func:`mrgrpo.analysis.paired.paired_difference`.
+- :func:`stated_margin` the equivalence margin a design file stated before the runs.
+
+The held-out comparison itself is :func:`mrgrpo.analysis.held_out.compare_modes`.
 
 Averaging convention: a prompt (or group) where a channel never varies gives that channel no
 influence (0), as in the trainer's metric, which averages over every group.
 """
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -33,7 +37,10 @@ from mrgrpo.core.checks import check_rewards, check_weights
 from .influence import predicted_influence, realized_influence
 
 __all__ = ["group_stats", "predicted_influence_from_rollouts", "realized_influence_from_groups", "shares",
-           "measured_shares", "conditioning_changes", "seed_prompt_matrix"]
+           "measured_shares", "conditioning_changes", "stated_margin"]
+
+#: How a design file states its margin: a bold line ``**Equivalence margin: 0.05**``.
+_MARGIN_RE = re.compile(r"\*\*Equivalence margin: ([0-9]*\.?[0-9]+)\*\*")
 
 
 def group_stats(rewards: Any) -> dict[str, np.ndarray]:
@@ -178,36 +185,18 @@ def conditioning_changes(rewards: Any, gate: int, conditioned: int | Sequence[in
     return int((apply_conditioning(r, gate, conditioned, impl="zero_fill") != r).sum())
 
 
-def seed_prompt_matrix(samples: Any, mode: str, values: Any) -> tuple[np.ndarray, list, list]:
-    """One mode's held-out values as a ``(seeds, prompts)`` array, seeds and prompts sorted.
-
-    Parameters
-    ----------
-    samples : pandas.DataFrame
-        Evaluated replies (``mode``, ``seed``, ``prompt`` and the value columns;
-        :attr:`mrgrpo.train.experiment.Comparison.samples`).
-    mode : str
-        The mode label (``"NA"``, ``"AN"``, ...).
-    values : str or callable
-        A column name, or ``f(rows) -> Series`` (e.g. the aggregate ``w^T r``).
-
-    Returns
-    -------
-    (array ``(S, P)``, seeds, prompts)
+def stated_margin(design: str | os.PathLike) -> float:
+    """The equivalence margin of a design file (markdown), from its line ``**Equivalence margin: X**``.
 
     Raises
     ------
     ValueError
-        No replies of ``mode``, or a seed that lacks some prompt (or has one twice).
+        The file states no margin, or states more than one, or a margin that is not positive.
     """
-    rows = samples[samples["mode"] == mode]
-    if rows.empty:
-        raise ValueError(f"no held-out replies of mode {mode!r}; modes present: {sorted(set(samples['mode']))}")
-    v = rows[values] if isinstance(values, str) else values(rows)
-    table = rows.assign(_v=np.asarray(v, dtype=float)).pivot_table(index="seed", columns="prompt", values="_v",
-                                                                    aggfunc="count")
-    if (table.isna().any(axis=None)) or (table != 1).any(axis=None):
-        raise ValueError(f"mode {mode!r}: every seed must have exactly one reply per prompt")
-    mat = rows.assign(_v=np.asarray(v, dtype=float)).pivot(index="seed", columns="prompt", values="_v")
-    mat = mat.sort_index().sort_index(axis=1)
-    return mat.to_numpy(), list(mat.index), list(mat.columns)
+    found = _MARGIN_RE.findall(Path(design).read_text(encoding="utf-8"))
+    if len(found) != 1:
+        raise ValueError(f"{design}: expected one line '**Equivalence margin: X**', found {len(found)}")
+    margin = float(found[0])
+    if margin <= 0:
+        raise ValueError(f"{design}: the equivalence margin must be positive, got {margin}")
+    return margin

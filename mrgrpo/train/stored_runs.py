@@ -14,12 +14,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mrgrpo.core.files import atomic_folder
 
 from .checkpoint import TABLES, RunLayout, read_run_config, read_run_info, read_run_table, write_run_config
 from .experiment import MODE_LABELS, Comparison
 
-__all__ = ["load_runs", "describe_runs", "export_records"]
+__all__ = ["load_runs", "describe_runs", "run_times", "export_records"]
 
 
 def _records(run: Path, stem: str) -> list[dict]:
@@ -136,7 +138,10 @@ def load_runs(runs_dir: str | os.PathLike, *, reward_fn: Any = None, base_task: 
 
 
 def describe_runs(runs_dir: str | os.PathLike) -> Any:
-    """One row per stored run: mode, seed, steps, model, task and the settings that define it (a DataFrame)."""
+    """One row per stored run: mode, seed, steps, model, task and the settings that define it (a DataFrame).
+
+    ``eval temperature`` 0 means greedy held-out replies.
+    """
     import pandas as pd
 
     rows = []
@@ -148,8 +153,36 @@ def describe_runs(runs_dir: str | os.PathLike) -> Any:
         rows.append({"run": run.name, "mode": MODE_LABELS[cfg["mode"]], "seed": cfg["seed"], "steps": cfg["n_steps"],
                      "model": cfg["model"], "task": info.get("task", "?"), "lr": cfg["lr"], "m": cfg["m"],
                      "prompts per step": cfg["batch_prompts"], "max new tokens": cfg["max_new_tokens"],
-                     "temperature": cfg["temperature"]})
+                     "temperature": cfg["temperature"], "LoRA r": cfg["lora_r"] if cfg.get("use_lora") else "no LoRA",
+                     "eval temperature": cfg["eval_temperature"]})
     return pd.DataFrame(rows).set_index("run")
+
+
+def run_times(comparison: Comparison) -> Any:
+    """One row per run of :func:`load_runs`: how long its training steps took, and its replies' length.
+
+    A step's ``step_time`` is wall-clock, so a step during which the run was paused or shared
+    its core counts that time; the median step is the run's speed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``(mode, seed)``; columns ``steps``, ``training-step time (s)``,
+        ``median step (s)``, ``longest step (s)`` and ``mean reply tokens (trained)`` (the held-out
+        replies of the run's last evaluation).
+    """
+    import pandas as pd
+
+    replies = comparison.samples[comparison.samples["mode"] != "untrained"]
+    last = replies[replies["step"] == replies.groupby(["mode", "seed"])["step"].transform("max")]
+    tokens = last.groupby(["mode", "seed"])["n_tokens"].mean()
+    rows = {}
+    for key, run in comparison.curves.groupby(["mode", "seed"]):
+        times = np.sort(run["step_time"].astype(float).to_numpy())
+        rows[key] = {"steps": len(run), "training-step time (s)": times.sum(),
+                     "median step (s)": times[len(times) // 2], "longest step (s)": times[-1],
+                     "mean reply tokens (trained)": tokens.get(key, np.nan)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["mode", "seed"])
 
 
 def export_records(run_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:

@@ -495,6 +495,45 @@ def test_preregistered_chapter_compares_the_arms_once_runs_land(tmp_path):
 
 
 @pytest.mark.slow
+def test_heterogeneity_chapter_reports_smollm2s_paired_gap(tmp_path):
+    """The heterogeneity page's SmolLM2 cell against AN - NA computed here from the stored replies."""
+    import json
+
+    import papermill as pm
+    from scipy import stats
+
+    runs = ROOT / "data" / "heterogeneity" / "smollm2" / "runs"
+
+    def aggregate(run):
+        rows = json.loads((runs / run / "eval_samples.json").read_text())
+        last = max(r["step"] for r in rows)
+        return {r["prompt"]: r["strict"] + 0.5 * r["format"] for r in rows if r["step"] == last}
+
+    seeds = sorted(int(p.name.removeprefix("na-s")) for p in runs.glob("na-s*"))
+    assert len(seeds) >= 3 and all((runs / f"an-s{s}").is_dir() for s in seeds)
+    per_seed = []
+    for s in seeds:
+        na, an = aggregate(f"na-s{s}"), aggregate(f"an-s{s}")
+        assert set(na) == set(an) and len(na) == 64  # one shared split
+        per_seed.append(np.mean([an[p] - na[p] for p in na]))
+    n = len(per_seed)
+    mean, half = np.mean(per_seed), stats.t.ppf(0.975, n - 1) * np.std(per_seed, ddof=1) / np.sqrt(n)
+    expected = f"AN - NA {mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}] on the held-out aggregate, {n} seeds"
+
+    nb = jupytext.read(ROOT / "chapters" / "heterogeneity.md")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "het.ipynb")
+    out = pm.execute_notebook(str(tmp_path / "het.ipynb"), str(tmp_path / "out.ipynb"), parameters={"n_boot": 200},
+                              cwd=str(ROOT / "chapters"), kernel_name="python3", progress_bar=False)
+    glued = {o["metadata"]["scrapbook"]["name"]: o["data"].get("application/papermill.record/text/plain", "")
+             for c in out.cells if c.cell_type == "code" for o in c.outputs if "scrapbook" in o.get("metadata", {})}
+    assert expected in glued["het_smollm2"] and expected in glued["dash_smollm2"]
+    verdict = glued["het_smollm2"].strip("'\"").split(":")[0]
+    assert verdict in ("lower", "higher", "equivalent", "inconclusive")
+    assert (verdict in ("lower", "higher")) == (not mean - half < 0 < mean + half)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("page", notebook_pages())
 def test_chapter_executes(page, tmp_path):
     import papermill as pm

@@ -11,7 +11,7 @@ import pytest
 
 from mrgrpo.analysis.heterogeneity import (conditioning_changes, group_stats, measured_shares,
                                            predicted_influence_from_rollouts, realized_influence_from_groups,
-                                           seed_prompt_matrix, shares)
+                                           shares, stated_margin)
 from mrgrpo.core.theory import influence_an, influence_na
 from mrgrpo.rewards.heterogeneity import STRICT_CHANNELS, StrictAnswerReward, stated_answer
 
@@ -133,7 +133,7 @@ def test_shares_and_conditioning_changes():
     assert conditioning_changes(r, gate=0, conditioned=1) == 1   # strict gating format zeroes one format
 
 
-def test_measured_shares_and_seed_prompt_matrix():
+def test_measured_shares():
     curves = pd.DataFrame({"mode": ["AN"] * 4, "seed": [0, 0, 1, 1], "step": [1, 2, 1, 2],
                            "influence/strict": [1.0, 3.0, 1.0, 1.0], "influence/format": [3.0, 1.0, 1.0, 3.0]})
     out = measured_shares(curves, ["strict", "format"])
@@ -141,15 +141,19 @@ def test_measured_shares_and_seed_prompt_matrix():
     np.testing.assert_allclose(measured_shares(curves, ["strict", "format"], steps=(1, 1))["strict"], [0.25, 0.5])
     with pytest.raises(ValueError, match="no training records"):
         measured_shares(curves, ["strict", "format"], steps=(5, 9))
-    samples = pd.DataFrame({"mode": ["AN"] * 4, "seed": [1, 1, 0, 0], "prompt": ["b", "a", "a", "b"],
-                            "strict": [1.0, 0.0, 0.0, 1.0], "format": [1.0, 1.0, 0.0, 1.0]})
-    mat, seeds, prompts = seed_prompt_matrix(samples, "AN", lambda rows: rows["strict"] + 0.5 * rows["format"])
-    assert seeds == [0, 1] and prompts == ["a", "b"]
-    np.testing.assert_allclose(mat, [[0.0, 1.5], [0.5, 1.5]])
-    with pytest.raises(ValueError, match="exactly one reply per prompt"):
-        seed_prompt_matrix(samples.iloc[:3], "AN", "strict")
-    with pytest.raises(ValueError, match="no held-out replies"):
-        seed_prompt_matrix(samples, "NA", "strict")
+
+
+def test_stated_margin_reads_the_one_bold_margin_line(tmp_path):
+    f = tmp_path / "design.md"
+    f.write_text("# design\n\n**Equivalence margin: 0.05** on the aggregate.\n")
+    assert stated_margin(f) == 0.05
+    for text, match in [("no margin here", "found 0"),
+                        ("**Equivalence margin: 0.05**\n**Equivalence margin: 0.1**", "found 2"),
+                        ("**Equivalence margin: 0**", "positive")]:
+        f.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            stated_margin(f)
+    assert stated_margin(DATA / "design.md") > 0
 
 
 # --------------------------------------------------------------------------- the stored prediction

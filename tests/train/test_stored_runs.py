@@ -6,7 +6,7 @@ import json
 import pytest
 
 from mrgrpo.cli import main
-from mrgrpo.train.stored_runs import describe_runs, export_records, load_runs
+from mrgrpo.train.stored_runs import describe_runs, export_records, load_runs, run_times
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -47,6 +47,9 @@ def test_load_runs_gives_the_comparison_of_the_stored_runs(runs):
     assert len(curves) == 3 * 2
     table = describe_runs(runs / "stored")
     assert list(table["task"]) == ["mini-math"] * 3 and set(table["steps"]) == {2}
+    config = json.loads((runs / "stored" / "an-s0" / "config.json").read_text())
+    assert table.loc["an-s0", "eval temperature"] == config["eval_temperature"]
+    assert table.loc["an-s0", "LoRA r"] == (config["lora_r"] if config["use_lora"] else "no LoRA")
 
 
 def test_runs_that_do_not_share_an_untrained_policy_are_refused(runs, tmp_path):
@@ -167,3 +170,17 @@ def test_runs_that_predate_run_info_are_read_from_their_checkpoint(runs, tmp_pat
     exported = export_records(old, tmp_path / "exported")
     assert json.loads((exported / "run_info.json").read_text())["task"] == "mini-math"
     assert read_run_info(tmp_path / "nothing-here") == {}
+
+
+def test_run_times_sums_each_runs_step_times(runs):
+    comparison = load_runs(runs / "stored")
+    times = run_times(comparison)
+    assert len(times) == 3 and set(times["steps"]) == {2}
+    for (mode, seed), row in times.iterrows():
+        steps = comparison.curves[(comparison.curves["mode"] == mode) & (comparison.curves["seed"] == seed)]
+        assert row["training-step time (s)"] == pytest.approx(steps["step_time"].sum())
+        assert row["longest step (s)"] == pytest.approx(steps["step_time"].max())
+        assert row["longest step (s)"] >= row["median step (s)"] > 0
+        replies = comparison.samples[(comparison.samples["mode"] == mode) & (comparison.samples["seed"] == seed)]
+        assert row["mean reply tokens (trained)"] == pytest.approx(
+            replies.loc[replies["step"] == replies["step"].max(), "n_tokens"].mean())
