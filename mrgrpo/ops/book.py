@@ -9,8 +9,9 @@ renders those stored runs without executing them again
 
 A stored run is a second copy of a chapter, so its cross-reference labels
 (equation labels, ``(target)=`` anchors, ``prf`` labels) would collide with the
-chapter's own. The runner prefixes every label it finds in the markdown cells
-with the run's name and puts a short header cell on top that says which
+chapter's own. The runner prefixes every label the markdown cells define, and the
+citations of those labels, with the run's name (a citation of another page's label is
+left pointing there) and puts a short header cell on top that says which
 parameters produced the run and how to repeat it.
 
 What a run writes to stderr (progress bars, one-off notices such as a model cache
@@ -26,7 +27,7 @@ import math
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Iterable, Mapping, Optional
 
 from mrgrpo.core.files import atomic_path
 from mrgrpo.ops.book_params import (check_value, cli_value, parameter_defaults, parameter_names, parse_value,
@@ -41,6 +42,7 @@ __all__ = [
     "cli_value",
     "default_run_name",
     "repeat_command",
+    "defined_labels",
     "relabel_markdown",
     "move_stderr_to_metadata",
     "run_chapter",
@@ -92,13 +94,25 @@ _OPTION_RE = re.compile(r"^(?P<indent>\s*):label:\s*(?P<name>\S+)\s*$", re.MULTI
 _ROLE_RE = re.compile(r"\{(?P<role>eq|ref|numref|prf:ref|doc)\}`(?P<body>[^`]+)`")
 
 
-def relabel_markdown(text: str, prefix: str) -> str:
-    """Prefix every label defined or cited in MyST ``text`` with ``prefix``.
+def defined_labels(texts: Iterable[str]) -> set[str]:
+    """The labels that MyST ``texts`` define: ``(name)=`` anchors and ``:label: name`` options."""
+    found: set[str] = set()
+    for text in texts:
+        found |= {m["name"] for m in _ANCHOR_RE.finditer(text)} | {m["name"] for m in _OPTION_RE.finditer(text)}
+    return found
+
+
+def relabel_markdown(text: str, prefix: str, defined: Optional[Collection[str]] = None) -> str:
+    """Prefix the labels defined in MyST ``text``, and the citations of them, with ``prefix``.
 
     Handles ``(name)=`` anchors, ``:label: name`` directive options and the roles
-    ``{eq}``, ``{ref}``, ``{numref}``, ``{prf:ref}``. ``{doc}`` links are left
-    alone (a stored run lives one folder down, so they are made relative to it).
+    ``{eq}``, ``{ref}``, ``{numref}``, ``{prf:ref}``. ``defined`` names the labels the
+    stored notebook itself defines (:func:`defined_labels` over all its cells; default: those
+    of ``text``): a citation of any other label points into another page of the book and is
+    left as it is. ``{doc}`` links are left alone (a stored run lives one folder down, so
+    they are made relative to it).
     """
+    own = defined_labels([text]) if defined is None else set(defined)
     text = _ANCHOR_RE.sub(lambda m: f"({prefix}{m['name']})=", text)
     text = _OPTION_RE.sub(lambda m: f"{m['indent']}:label: {prefix}{m['name']}", text)
 
@@ -108,8 +122,10 @@ def relabel_markdown(text: str, prefix: str) -> str:
             return m.group(0) if body.startswith(("/", "../")) else f"{{doc}}`../{body}`"
         explicit = re.match(r"^(?P<title>.*)<(?P<target>[^>]+)>$", body, re.DOTALL)
         if explicit:
+            if explicit["target"] not in own:
+                return m.group(0)
             return f"{{{m['role']}}}`{explicit['title']}<{prefix}{explicit['target']}>`"
-        return f"{{{m['role']}}}`{prefix}{body}`"
+        return f"{{{m['role']}}}`{prefix}{body}`" if body in own else m.group(0)
 
     return _ROLE_RE.sub(role, text)
 
@@ -320,9 +336,10 @@ def run_chapter(
                 title, title_cell = m.group(1).strip(), cell
                 break
     prefix = f"{run_name}-"
+    own = defined_labels(cell.source for cell in executed.cells if cell.cell_type == "markdown")
     for cell in executed.cells:
         if cell.cell_type == "markdown":
-            cell.source = relabel_markdown(cell.source, prefix)
+            cell.source = relabel_markdown(cell.source, prefix, own)
     if title_cell is not None:
         title_cell.source = _drop_title(title_cell.source)
     command = repeat_command(stem, parameters, given_out, kernel_name)

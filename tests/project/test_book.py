@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import yaml
 
-from mrgrpo.ops.book import (check_value, default_run_name, move_stderr_to_metadata, parameter_names, parse_value,
-                              relabel_markdown, repeat_command, resolve_chapter)
+from mrgrpo.ops.book import (check_value, default_run_name, defined_labels, move_stderr_to_metadata, parameter_names,
+                              parse_value, relabel_markdown, repeat_command, resolve_chapter)
 
 ROOT = Path(__file__).resolve().parents[2]
 # Pages that are plain MyST markdown on purpose (no code to execute).
@@ -202,6 +202,11 @@ def test_relabel_markdown():
     assert "{ref}`the section <run1-sec-a>`" in out
     assert "{prf:ref}`run1-thm-1`" in out
     assert "{doc}`../intro`" in out
+    # a label another page defines keeps pointing there; one defined in another cell of the run is prefixed
+    cites = "See {ref}`tier2-identity`, {ref}`the identity <tier2-identity>`, {eq}`eq-x` and {ref}`sec-a`."
+    assert relabel_markdown(cites, "run1-", defined_labels([src])) == (
+        "See {ref}`tier2-identity`, {ref}`the identity <tier2-identity>`, {eq}`run1-eq-x` and {ref}`run1-sec-a`.")
+    assert relabel_markdown(cites, "run1-") == cites  # this text alone defines none of them
 
 
 def test_default_run_name_and_resolve():
