@@ -602,6 +602,21 @@ def test_glue_cells_are_hidden(page):
     assert not shown, f"{page}: cells that glue must be tagged remove-input: {shown}"
 
 
+#: HTML tags a chapter may write in its prose; any other "<word>" would be swallowed as an unknown tag.
+PROSE_TAGS = {"a", "b", "br", "code", "details", "div", "em", "i", "img", "kbd", "li", "ol", "p", "pre", "small", "span",
+              "strong", "sub", "summary", "sup", "table", "td", "th", "tr", "u", "ul"}
+
+
+@pytest.mark.parametrize("page", chapter_files())
+def test_prose_has_no_angle_bracket_words_that_html_would_swallow(page):
+    # '"the answer is <number>."' in prose renders as "the answer is ." (the browser drops the unknown tag)
+    text = (ROOT / f"{page}.md").read_text()
+    for pattern in (r"```.*?```", r"\{[\w:-]+\}`[^`]*`", r"`[^`]*`", r"\$\$.*?\$\$", r"\$[^$\n]*\$"):
+        text = re.sub(pattern, "", text, flags=re.DOTALL)
+    words = [m[0] for m in re.finditer(r"</?([A-Za-z][\w-]*)[^<>\n]*>", text) if m[1].lower() not in PROSE_TAGS]
+    assert not words, f"{page}: write these in backticks or escape them: {words}"
+
+
 def _yes_no_literals(source: str) -> list[str]:
     """String literals "yes"/"no" that are not the branches of a conditional expression."""
     import ast
