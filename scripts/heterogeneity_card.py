@@ -10,14 +10,12 @@ and after training), and the versions of the machine that writes the card.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import platform
 import re
 import sys
 from pathlib import Path
 
 from mrgrpo.core.files import atomic_write_text
-from mrgrpo.train.stored_runs import load_runs, run_times
+from mrgrpo.train.stored_runs import load_runs, machine_versions, run_times
 
 #: The command that renders the stored SmolLM2 heterogeneity run from these records.
 RENDER = ("mrgrpo book run heterogeneity -p data_dir ../data/heterogeneity/smollm2 -p smollm2_dir None "
@@ -76,9 +74,7 @@ def card(data: Path) -> str:
     cpu_total = sum(c for _, c in clock.values())
     lines += ["", f"In all: {total / 60:.1f} minutes of training steps (wall), {cpu_total / 3600:.2f} core-hours of "
                   "CPU for the whole commands (the issue's budget: 6).", "",
-              "Versions of the machine that wrote this card: "
-              + ", ".join(f"{d} {importlib.metadata.version(d)}" for d in ("torch", "transformers", "peft"))
-              + f", Python {platform.python_version()}, {platform.machine()}.", ""]
+              f"Versions of the machine that wrote this card: {machine_versions()}.", ""]
     return "\n".join(lines)
 
 

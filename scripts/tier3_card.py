@@ -10,8 +10,6 @@ command, and the versions of the machine that writes the card.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import platform
 import sys
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from mrgrpo.analysis.preregistered import arm_labels, finished_seeds, load_desig
 from mrgrpo.core.files import atomic_write_text
 from mrgrpo.tasks import task_reward
 from mrgrpo.train.experiment import MODE_LABELS
-from mrgrpo.train.stored_runs import load_runs, run_times
+from mrgrpo.train.stored_runs import load_runs, machine_versions, run_times
 
 
 #: The command that renders the stored Tier-3 run from these records.
@@ -69,9 +67,7 @@ def card(data: Path) -> str:
         lines += [f"Held-out aggregate of the untrained policy, scored with the paper's reward: {untrained:.3f}.", ""]
     todo = [f"{arm}-s{s}" for arm, a in design.arms.items() for s in a.seeds if not (runs / f"{arm}-s{s}").is_dir()]
     lines += ["Still to run: " + (", ".join(todo) if todo else "none") + ".", "",
-              "Versions of the machine that wrote this card: "
-              + ", ".join(f"{d} {importlib.metadata.version(d)}" for d in ("torch", "transformers", "peft"))
-              + f", Python {platform.python_version()}, {platform.machine()}.", ""]
+              f"Versions of the machine that wrote this card: {machine_versions()}.", ""]
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from mrgrpo.core.files import atomic_folder
 from .checkpoint import TABLES, RunLayout, read_run_config, read_run_info, read_run_table, write_run_config
 from .experiment import MODE_LABELS, Comparison
 
-__all__ = ["load_runs", "describe_runs", "run_times", "export_records"]
+__all__ = ["load_runs", "describe_runs", "run_times", "machine_versions", "export_records"]
 
 
 def _records(run: Path, stem: str) -> list[dict]:
@@ -183,6 +183,15 @@ def run_times(comparison: Comparison) -> Any:
                      "median step (s)": times[len(times) // 2], "longest step (s)": times[-1],
                      "mean reply tokens (trained)": tokens.get(key, np.nan)}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["mode", "seed"])
+
+
+def machine_versions() -> str:
+    """What a stored-run card says of the machine that wrote it: torch, transformers, peft, Python, architecture."""
+    import importlib.metadata
+    import platform
+
+    packages = ", ".join(f"{d} {importlib.metadata.version(d)}" for d in ("torch", "transformers", "peft"))
+    return f"{packages}, Python {platform.python_version()}, {platform.machine()}"
 
 
 def export_records(run_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:

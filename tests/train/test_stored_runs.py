@@ -6,7 +6,7 @@ import json
 import pytest
 
 from mrgrpo.cli import main
-from mrgrpo.train.stored_runs import describe_runs, export_records, load_runs, run_times
+from mrgrpo.train.stored_runs import describe_runs, export_records, load_runs, machine_versions, run_times
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -184,3 +184,13 @@ def test_run_times_sums_each_runs_step_times(runs):
         replies = comparison.samples[(comparison.samples["mode"] == mode) & (comparison.samples["seed"] == seed)]
         assert row["mean reply tokens (trained)"] == pytest.approx(
             replies.loc[replies["step"] == replies["step"].max(), "n_tokens"].mean())
+
+
+def test_machine_versions_names_the_installed_packages():
+    import importlib.metadata
+    import platform
+
+    text = machine_versions()
+    for d in ("torch", "transformers", "peft"):
+        assert f"{d} {importlib.metadata.version(d)}" in text
+    assert text.endswith(f"Python {platform.python_version()}, {platform.machine()}")
